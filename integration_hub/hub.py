@@ -1,0 +1,186 @@
+"""The composition root: builds the store, caches, keyring, vault, audit trail and
+services from Settings, and answers readiness. Both the server and the CLI
+start from here, so there is one way the pieces are put together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from callers import pools as callers_pools
+from integration_hub import metrics, tracing
+from integration_hub.audit import AuditLog
+from integration_hub.auth import Authenticator
+from integration_hub.cache import RowCache
+from integration_hub.call_record import CallObserver
+from integration_hub.config import Settings
+from integration_hub.credentials import CredentialService
+from integration_hub.dispatch import Dispatcher
+from integration_hub.http.openai_adapter import OpenAIAdapter
+from integration_hub.llm import ChatApi, LlmService
+from integration_hub.policy import PolicyEngine, PolicyError, PolicySource, RateLimiter
+from integration_hub.rpc import method_table
+from integration_hub.store import open_store
+from integration_hub.store.base import Store
+from integration_hub.usage import UsageApi, UsageRecorder
+from integration_hub.v1 import chat_pb2, credentials_pb2, usage_pb2
+from integration_hub.vault import KeyringError, KeyringSource
+from integration_hub.vault.service import Vault
+
+log = logging.getLogger("integration_hub")
+# Token rows are re-read at least this often, so that a revocation reaches every
+# replica within a second even without Redis pub/sub.
+TOKEN_CACHE_SECONDS = 1.0
+PROBE_TIMEOUT = 2.0
+
+
+class StartupError(RuntimeError):
+    """The hub cannot start; the message says why and what to do."""
+
+
+def load_keyrings(settings: Settings) -> KeyringSource:
+    if not settings.keyring_file:
+        raise StartupError(
+            "HUB_KEYRING_FILE is not set; there is no default key. Create a keyring with "
+            "`integration-hub keys init --file PATH` and set HUB_KEYRING_FILE=PATH"
+        )
+    try:
+        return KeyringSource(settings.keyring_file)
+    except KeyringError as exc:
+        raise StartupError(f"keyring {settings.keyring_file}: {exc}") from None
+
+
+def build_policy_engine(settings: Settings) -> tuple[PolicyEngine, Any]:
+    """The policy engine, with rate limits shared through Redis when it is configured."""
+    try:
+        source = PolicySource(settings.policy_file)
+    except (OSError, PolicyError) as exc:
+        raise StartupError(f"policy file {settings.policy_file}: {exc}") from None
+    redis_client = None
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        redis_client = aioredis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    return PolicyEngine(source, RateLimiter(redis_client), metrics.PolicyMetrics()), redis_client
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    store: Store
+    credential_cache: RowCache
+    token_cache: RowCache
+    keyrings: KeyringSource
+    audit: AuditLog
+    vault: Vault
+    credentials: CredentialService
+    llm: LlmService
+    dispatcher: Dispatcher
+    openai: OpenAIAdapter
+    policy_engine: PolicyEngine | None = None
+    # The Redis client the rate limiter uses (None without HUB_REDIS_URL).
+    limiter_redis: Any = None
+    usage: UsageRecorder | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
+        keyrings = load_keyrings(settings)
+        try:
+            tracing.configure_from_env()
+        except tracing.TracingUnavailable as exc:
+            raise StartupError(str(exc)) from None
+        store = open_store(settings.database_url)
+        await store.connect()
+        if migrate:
+            applied = await store.migrate()
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+        credential_cache = RowCache(ttl=settings.cache_ttl_seconds, redis_url=settings.redis_url)
+        token_cache = RowCache(ttl=TOKEN_CACHE_SECONDS, redis_url=settings.redis_url)
+        await credential_cache.start()
+        await token_cache.start()
+        audit = AuditLog(store)
+        audit.start()
+        vault = Vault(keyrings, store, audit)
+        credentials = CredentialService(store, credential_cache, vault, audit)
+        policy_engine, limiter_redis = build_policy_engine(settings)
+        # Every provider call becomes a usage row (written in batches off the request path),
+        # metrics, and a span when tracing is on.
+        usage = UsageRecorder(store)
+        observers: list[CallObserver] = [usage, metrics.CallMetrics(), tracing.ProviderCallSpans()]
+        llm = LlmService(credentials, policy_engine, observers)
+        usage.start()
+        methods = method_table(
+            [
+                (credentials_pb2.DESCRIPTOR.services_by_name["CredentialService"], credentials),
+                (chat_pb2.DESCRIPTOR.services_by_name["ChatService"], ChatApi(llm)),
+                (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
+            ]
+        )
+        dispatcher = Dispatcher(methods, Authenticator(store, token_cache))
+        openai = OpenAIAdapter(dispatcher, llm, credentials)
+        return cls(
+            settings,
+            store,
+            credential_cache,
+            token_cache,
+            keyrings,
+            audit,
+            vault,
+            credentials,
+            llm,
+            dispatcher,
+            openai,
+            policy_engine=policy_engine,
+            limiter_redis=limiter_redis,
+            usage=usage,
+        )
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Ready only while the store, the cache (if configured) and the keyring all work."""
+        checks = await asyncio.gather(self._check_store(), self._check_cache(), self._check_keyring())
+        results = dict(checks)
+        return all(v == "ok" for v in results.values()), results
+
+    async def _check_store(self) -> tuple[str, str]:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self.store.ping()
+            return "store", "ok"
+        except Exception as exc:
+            return "store", f"unavailable: {type(exc).__name__}"
+
+    async def _check_cache(self) -> tuple[str, str]:
+        if not self.credential_cache.shared:
+            return "cache", "ok"
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT):
+                await self.credential_cache.ping()
+            return "cache", "ok"
+        except Exception as exc:
+            return "cache", f"redis unavailable: {type(exc).__name__}"
+
+    async def _check_keyring(self) -> tuple[str, str]:
+        # Re-read the file on every probe: a change of mode alone (chmod 644) leaves the
+        # mtime untouched, and the probe must still notice the file became unusable.
+        keyring = self.keyrings.reload()
+        if self.keyrings.last_error:
+            return "keyring", f"keyring file unusable: {self.keyrings.last_error}"
+        if not keyring.has_usable_key(keyring.primary_id):
+            return "keyring", "no usable primary key"
+        return "keyring", "ok"
+
+    async def close(self) -> None:
+        await callers_pools.close_all()
+        if self.usage is not None:
+            # Before the store closes: what is queued is written within the drain time.
+            await self.usage.close(self.settings.drain_seconds)
+        await self.audit.close()
+        await self.credential_cache.close()
+        await self.token_cache.close()
+        if self.limiter_redis is not None:
+            await self.limiter_redis.aclose()
+        await self.store.close()

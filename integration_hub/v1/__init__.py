@@ -1,0 +1,1 @@
+"""Generated from protos/integration_hub/v1 by cmd/gen-protos.sh. Do not edit."""

@@ -1,0 +1,1 @@
+"""Reusable fakes for tests: real local servers speaking providers' wire formats."""
