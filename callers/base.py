@@ -38,12 +38,14 @@ from callers.types import (
     PlaceCallResponse,
     RerankRequest,
     RerankResponse,
+    StreamTranscribeEvent,
     StreamTranscribeRequest,
     SynthesizeRequest,
     SynthesizeResponse,
+    TextInput,
     TranscribeRequest,
     TranscribeResponse,
-    TranscriptEvent,
+    Voice,
 )
 
 __all__ = [
@@ -64,12 +66,14 @@ __all__ = [
     "SecretFields",
     "StreamChatCaller",
     "StreamSynthesizer",
+    "StreamTextSynthesizer",
     "StreamTranscriber",
     "Synthesizer",
     "Telephony",
     "Transcriber",
     "Verifier",
     "VerifyResult",
+    "VoiceLister",
     "error_from_http_status",
     "parse_retry_after",
 ]
@@ -84,6 +88,8 @@ class Capability(StrEnum):
     STREAM_STT = "stream_stt"
     TTS = "tts"
     STREAM_TTS = "stream_tts"
+    STREAM_TTS_INPUT = "stream_tts_input"  # text fragments in, audio out (websocket TTS)
+    VOICES = "voices"
     TELEPHONY = "telephony"
     VERIFY = "verify"
 
@@ -192,10 +198,21 @@ class Transcriber(Protocol):
     ) -> TranscribeResponse: ...
 
 
+# Speech, the contract on audio (the hub holds its side before a caller is called):
+# - input audio has been probed against its declared format; a caller converts it to
+#   what its provider accepts with `callers.audio` (decode/convert/StreamConverter);
+# - output audio is exactly the request's `output_format`, natively or converted;
+# - streams never hold a whole utterance: chunk in, chunk out;
+# - when the consumer stops iterating (cancel, client gone), the generator is closed,
+#   and its `finally` must close the provider connection at once (within 100 ms).
+
+
 @runtime_checkable
 class StreamTranscriber(Protocol):
     # `timeout` bounds connecting and each silence from the provider, not the whole
-    # stream, whose length is the caller's audio.
+    # stream, whose length is the caller's audio. When `audio` ends (the client
+    # half-closed), the caller tells the provider to flush, yields the last results and
+    # ends with one StreamTranscribeEnd.
     def stream_transcribe(
         self,
         secret: SecretFields,
@@ -204,7 +221,7 @@ class StreamTranscriber(Protocol):
         audio: AsyncIterator[bytes],
         *,
         timeout: float,
-    ) -> AsyncIterator[TranscriptEvent]: ...
+    ) -> AsyncIterator[StreamTranscribeEvent]: ...
 
 
 @runtime_checkable
@@ -221,9 +238,40 @@ class Synthesizer(Protocol):
 
 @runtime_checkable
 class StreamSynthesizer(Protocol):
+    # Streamed output is raw samples (linear16, mulaw, alaw), mp3 or ogg/opus: formats
+    # that can be cut into chunks. The last chunk has is_last=True.
     def stream_synthesize(
         self, secret: SecretFields, options: Mapping[str, str], request: SynthesizeRequest, *, timeout: float
     ) -> AsyncIterator[AudioChunk]: ...
+
+
+@runtime_checkable
+class StreamTextSynthesizer(Protocol):
+    # Input streaming (ElevenLabs, Cartesia websockets): `request.text` is empty and the
+    # text arrives in fragments as an LLM streams them; FLUSH asks for what is buffered.
+    # When `text` ends, the caller flushes, yields the rest and a chunk with is_last.
+    def stream_synthesize_input(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        request: SynthesizeRequest,
+        text: AsyncIterator[TextInput],
+        *,
+        timeout: float,
+    ) -> AsyncIterator[AudioChunk]: ...
+
+
+@runtime_checkable
+class VoiceLister(Protocol):
+    # `language`: a BCP-47 prefix ("en" matches "en-US"); None lists every voice.
+    async def list_voices(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        *,
+        language: str | None,
+        timeout: float,
+    ) -> list[Voice]: ...
 
 
 @runtime_checkable

@@ -71,6 +71,8 @@ CAPABILITY_MODULES: Mapping[Capability, str] = {
     Capability.STREAM_STT: "transcribe",
     Capability.TTS: "synthesize",
     Capability.STREAM_TTS: "synthesize",
+    Capability.STREAM_TTS_INPUT: "synthesize",
+    Capability.VOICES: "voices",
     Capability.TELEPHONY: "telephony",
 }
 

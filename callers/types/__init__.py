@@ -37,16 +37,25 @@ from callers.types.llm import (
     UserMessage,
 )
 from callers.types.speech import (
+    FLUSH,
     AudioChunk,
     AudioContainer,
     AudioEncoding,
     AudioFormat,
+    Flush,
+    SpeechStarted,
+    StreamTranscribeEnd,
+    StreamTranscribeEvent,
     StreamTranscribeRequest,
     SynthesizeRequest,
     SynthesizeResponse,
+    TextInput,
     TranscribeRequest,
     TranscribeResponse,
     TranscriptEvent,
+    UtteranceEnd,
+    Voice,
+    VoiceGender,
     Word,
 )
 from callers.types.telephony import (
@@ -58,6 +67,7 @@ from callers.types.telephony import (
 )
 
 __all__ = [
+    "FLUSH",
     "AssistantMessage",
     "AudioChunk",
     "AudioContainer",
@@ -74,6 +84,7 @@ __all__ = [
     "EmbedRequest",
     "EmbedResponse",
     "FinishReason",
+    "Flush",
     "HangupRequest",
     "ImagePart",
     "JsonValue",
@@ -86,11 +97,15 @@ __all__ = [
     "ResponseFormat",
     "ResponseFormatKind",
     "SamplingParams",
+    "SpeechStarted",
+    "StreamTranscribeEnd",
+    "StreamTranscribeEvent",
     "StreamTranscribeRequest",
     "SynthesizeRequest",
     "SynthesizeResponse",
     "SystemMessage",
     "TextDelta",
+    "TextInput",
     "TextPart",
     "Tool",
     "ToolCall",
@@ -103,5 +118,8 @@ __all__ = [
     "TranscriptEvent",
     "Usage",
     "UserMessage",
+    "UtteranceEnd",
+    "Voice",
+    "VoiceGender",
     "Word",
 ]

@@ -45,21 +45,38 @@ class AudioFormat:
 
 @dataclass(slots=True)
 class TranscribeRequest:
+    """A whole recording. The hub has probed `audio` against `audio_format` before the
+    caller sees it (a container's own header is authoritative), so a caller may trust
+    the format; it converts with `callers.audio` when its provider takes another one.
+    Exactly one of `audio` and `audio_url` is set (`audio_url`: https, fetched by the
+    provider; a caller whose provider cannot fetch raises InvalidRequest)."""
+
     audio: bytes
     audio_format: AudioFormat
     model: str | None = None  # None: the provider's default model
     language: str | None = None  # BCP-47, e.g. "en-US"; None: let the provider detect
+    audio_url: str | None = None
+    punctuate: bool = True
+    diarize: bool = False
+    word_timestamps: bool = False
+    keywords: list[str] = field(default_factory=list)  # boosted words/phrases, where offered
     provider_options: dict[str, JsonValue] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class StreamTranscribeRequest:
-    """Settings for a live transcription; the audio itself arrives as a byte stream."""
+    """Settings for a live transcription; the audio itself arrives as a byte stream of
+    raw samples in `audio_format` (or a container stream such as webm/opus)."""
 
     audio_format: AudioFormat
     model: str | None = None
     language: str | None = None
     interim_results: bool = True
+    punctuate: bool = True
+    diarize: bool = False
+    word_timestamps: bool = False
+    keywords: list[str] = field(default_factory=list)
+    endpointing_ms: int | None = None  # silence that ends an utterance; None: provider default
     provider_options: dict[str, JsonValue] = field(default_factory=dict)
 
 
@@ -77,7 +94,8 @@ class TranscribeResponse:
     transcript: str
     words: list[Word] = field(default_factory=list)
     language: str | None = None
-    duration: float | None = None
+    duration: float | None = None  # seconds of audio, as the provider measured it
+    confidence: float | None = None
     request_id: str | None = None
 
 
@@ -88,8 +106,34 @@ class TranscriptEvent:
     transcript: str
     is_final: bool
     words: list[Word] = field(default_factory=list)
-    start: float | None = None
+    start: float | None = None  # seconds from the start of the stream
     end: float | None = None
+    confidence: float | None = None
+
+
+@dataclass(slots=True)
+class UtteranceEnd:
+    """The provider detected the end of an utterance (endpointing / voice activity)."""
+
+    at: float | None = None  # seconds from the start of the stream, where the provider says
+
+
+@dataclass(slots=True)
+class SpeechStarted:
+    """The provider detected the start of speech."""
+
+    at: float | None = None
+
+
+@dataclass(slots=True)
+class StreamTranscribeEnd:
+    """The last event of a live transcription that ended normally (after half-close)."""
+
+    duration: float | None = None
+    request_id: str | None = None
+
+
+StreamTranscribeEvent = TranscriptEvent | UtteranceEnd | SpeechStarted | StreamTranscribeEnd
 
 
 # --- text to speech ---------------------------------------------------------------
@@ -97,6 +141,10 @@ class TranscriptEvent:
 
 @dataclass(slots=True)
 class SynthesizeRequest:
+    """`output_format` is what the client asked for and the caller must answer exactly
+    (container, encoding, sample rate): natively where the provider can, else by
+    asking the provider for PCM and converting with `callers.audio`."""
+
     text: str
     voice: str
     output_format: AudioFormat
@@ -117,7 +165,33 @@ class SynthesizeResponse:
 
 @dataclass(slots=True)
 class AudioChunk:
-    """A piece of streamed synthesis; `is_last` marks the end of the utterance."""
+    """A piece of streamed synthesis, in the request's output format; `is_last` marks
+    the end of the utterance. `request_id` is the provider's, on any chunk that knows it."""
 
     audio: bytes
     is_last: bool = False
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """In a text input stream: synthesize what is buffered now, without waiting for more."""
+
+
+FLUSH = Flush()
+TextInput = str | Flush
+
+
+class VoiceGender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    NEUTRAL = "neutral"
+
+
+@dataclass(slots=True)
+class Voice:
+    id: str  # what SynthesizeRequest.voice takes
+    name: str
+    languages: list[str] = field(default_factory=list)  # BCP-47
+    gender: VoiceGender | None = None
+    models: list[str] = field(default_factory=list)
