@@ -17,7 +17,7 @@ from integration_hub.ids import unique_id
 @dataclass(slots=True)
 class CallRecord:
     tenant_id: str
-    operation: str  # "chat", "stream_chat", "embed", "rerank"
+    operation: str  # "chat", "stream_chat", "embed", "rerank", "transcribe", "synthesize", ...
     model: str
     request_id: str
     started_at: datetime
@@ -30,6 +30,9 @@ class CallRecord:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    # Speech: seconds of audio transcribed or synthesized, and characters synthesized.
+    audio_seconds: float = 0.0
+    characters: int = 0
     # Wall time of the whole call, and the part spent waiting on the provider.
     latency_seconds: float = 0.0
     upstream_seconds: float = 0.0

@@ -23,10 +23,12 @@ from integration_hub.http.openai_adapter import OpenAIAdapter
 from integration_hub.llm import ChatApi, LlmService
 from integration_hub.policy import PolicyEngine, PolicyError, PolicySource, RateLimiter
 from integration_hub.rpc import method_table
+from integration_hub.speech import SpeechService
+from integration_hub.speech_api import SpeechApi
 from integration_hub.store import open_store
 from integration_hub.store.base import Store
 from integration_hub.usage import UsageApi, UsageRecorder
-from integration_hub.v1 import chat_pb2, credentials_pb2, usage_pb2
+from integration_hub.v1 import chat_pb2, credentials_pb2, speech_pb2, usage_pb2
 from integration_hub.vault import KeyringError, KeyringSource
 from integration_hub.vault.service import Vault
 
@@ -84,6 +86,7 @@ class Hub:
     # The Redis client the rate limiter uses (None without HUB_REDIS_URL).
     limiter_redis: Any = None
     usage: UsageRecorder | None = None
+    speech: SpeechService | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
@@ -112,11 +115,15 @@ class Hub:
         usage = UsageRecorder(store)
         observers: list[CallObserver] = [usage, metrics.CallMetrics(), tracing.ProviderCallSpans()]
         llm = LlmService(credentials, policy_engine, observers)
+        speech = SpeechService(
+            credentials, policy_engine, observers, max_audio_bytes=settings.max_request_bytes
+        )
         usage.start()
         methods = method_table(
             [
                 (credentials_pb2.DESCRIPTOR.services_by_name["CredentialService"], credentials),
                 (chat_pb2.DESCRIPTOR.services_by_name["ChatService"], ChatApi(llm)),
+                (speech_pb2.DESCRIPTOR.services_by_name["SpeechService"], SpeechApi(speech)),
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
             ]
         )
@@ -137,6 +144,7 @@ class Hub:
             policy_engine=policy_engine,
             limiter_redis=limiter_redis,
             usage=usage,
+            speech=speech,
         )
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:

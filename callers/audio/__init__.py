@@ -21,11 +21,11 @@ from callers.audio.formats import check_input_format, check_output_format, check
 from callers.audio.info import NO_LIMITS, AudioInfo, Limits
 
 if TYPE_CHECKING:
-    from callers.audio.convert import convert, decode, encode
     from callers.audio.duration import audio_seconds, pcm_seconds, raw_seconds
     from callers.audio.pcm import Pcm
-    from callers.audio.probe import probe
+    from callers.audio.probing import probe
     from callers.audio.stream import StreamConverter, convert_stream
+    from callers.audio.transcode import convert, decode, encode
 
 __all__ = [
     "NO_LIMITS",
@@ -47,16 +47,18 @@ __all__ = [
     "raw_seconds",
 ]
 
-# Name -> the module that defines it, loaded on first access.
+# Name -> the module that defines it, loaded on first access. No module is named like
+# a function it defines: importing `callers.audio.x` binds the package attribute `x` to
+# the module, which would then shadow the function of that name.
 _LAZY = {
-    "convert": "convert",
-    "decode": "convert",
-    "encode": "convert",
+    "convert": "transcode",
+    "decode": "transcode",
+    "encode": "transcode",
     "audio_seconds": "duration",
     "pcm_seconds": "duration",
     "raw_seconds": "duration",
     "Pcm": "pcm",
-    "probe": "probe",
+    "probe": "probing",
     "StreamConverter": "stream",
     "convert_stream": "stream",
 }

@@ -35,6 +35,6 @@ def raw_seconds(byte_count: int, audio_format: AudioFormat) -> float:
 
 def audio_seconds(data: bytes, declared: Declared, limits: Limits = NO_LIMITS) -> float:
     """Seconds of audio in `data`, decoded (so exact for compressed formats too)."""
-    from callers.audio.probe import probe  # decoding libraries only when asked
+    from callers.audio.probing import probe  # decoding libraries only when asked
 
     return probe(data, declared, limits).duration

@@ -21,7 +21,18 @@ SPEC = ProviderSpec(
         CredentialField("organization", description="Organization ID (org-...), sent as OpenAI-Organization"),
         CredentialField("project", description="Project ID (proj_...), sent as OpenAI-Project"),
     ),
-    capabilities=frozenset({Capability.VERIFY, Capability.CHAT, Capability.STREAM_CHAT, Capability.EMBED}),
+    capabilities=frozenset(
+        {
+            Capability.VERIFY,
+            Capability.CHAT,
+            Capability.STREAM_CHAT,
+            Capability.EMBED,
+            Capability.STT,
+            Capability.TTS,
+            Capability.STREAM_TTS,
+            Capability.VOICES,
+        }
+    ),
     sdk_modules=("openai",),
 )
 

@@ -23,7 +23,18 @@ SPEC = ProviderSpec(
             description="API root including /v1, e.g. http://vllm.internal:8000/v1",
         ),
     ),
-    capabilities=frozenset({Capability.VERIFY, Capability.CHAT, Capability.STREAM_CHAT, Capability.EMBED}),
+    capabilities=frozenset(
+        {
+            Capability.VERIFY,
+            Capability.CHAT,
+            Capability.STREAM_CHAT,
+            Capability.EMBED,
+            Capability.STT,
+            Capability.TTS,
+            Capability.STREAM_TTS,
+            Capability.VOICES,
+        }
+    ),
     sdk_modules=("openai",),
 )
 

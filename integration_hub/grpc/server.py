@@ -182,6 +182,34 @@ class _Wrapper:
                 failure: BaseException = exc
             await self._abort(context, failure, rid, meter)
 
+    async def bidi_stream(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        # As server_stream, with the client's messages read by the handler as it needs them.
+        metadata = _metadata(context)
+        rid = new_request_id(metadata.get("x-request-id"))
+        with self._endpoint.measure(metadata) as meter:
+            try:
+                call = await self._begin(context, metadata, rid, None)
+                responses: AsyncIterator[Any] = self._method.handler(_decoded(requests), call)
+                try:
+                    async for response in responses:
+                        await context.write(response)
+                finally:
+                    await _close(responses)
+                return
+            except Exception as exc:
+                failure: BaseException = exc
+            await self._abort(context, failure, rid, meter)
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages; one that did not decode ends it with INVALID_ARGUMENT."""
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.error()
+        yield request
+
 
 class _UnknownMethod:
     """A generic RPC handler (gRPC needs only `service`), consulted last: any method the
@@ -215,9 +243,11 @@ def generic_handlers(dispatcher: Dispatcher) -> list[grpc.GenericRpcHandler]:
         wrapper = _Wrapper(dispatcher, method)
         serializer: Callable[[Any], bytes] = method.response_type.SerializeToString
         deserializer = _deserializer(method.request_type)
+        if method.client_streaming and not method.server_streaming:
+            raise ValueError(f"{method.full_name}: client streaming alone is not wired (no RPC uses it)")
         if method.client_streaming:
-            raise ValueError(f"{method.full_name}: client streaming is not wired yet")
-        if method.server_streaming:
+            handler = grpc.stream_stream_rpc_method_handler(wrapper.bidi_stream, deserializer, serializer)
+        elif method.server_streaming:
             handler = grpc.unary_stream_rpc_method_handler(wrapper.server_stream, deserializer, serializer)
         else:
             handler = grpc.unary_unary_rpc_method_handler(wrapper.unary, deserializer, serializer)
