@@ -128,7 +128,7 @@ class Hub:
             ]
         )
         dispatcher = Dispatcher(methods, Authenticator(store, token_cache))
-        openai = OpenAIAdapter(dispatcher, llm, credentials)
+        openai = OpenAIAdapter(dispatcher, llm, credentials, speech)
         return cls(
             settings,
             store,

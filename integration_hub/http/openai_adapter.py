@@ -1,5 +1,6 @@
 """The OpenAI-compatible endpoint under /openai/v1: chat/completions (JSON, or
-server-sent events with `stream: true`), embeddings and models.
+server-sent events with `stream: true`), embeddings, models, and the audio endpoints
+(integration_hub.http.openai_audio).
 
 The API key is a hub token (scope invoke); the model is "<credential name>/<model>",
 routing to that credential of the token's tenant. So an OpenAI client library
@@ -21,8 +22,10 @@ from integration_hub.credentials import CredentialService
 from integration_hub.dispatch import Dispatcher, new_request_id, to_hub_error
 from integration_hub.http import openai_wire as wire
 from integration_hub.http.app import ClientGone, close_stream, finish, prepare, send
+from integration_hub.http.openai_audio import OpenAIAudio
 from integration_hub.llm import DEFAULT_TIMEOUT, LlmService, Timing
 from integration_hub.rpc import CallContext
+from integration_hub.speech import SpeechService
 
 log = logging.getLogger("integration_hub.openai")
 INVOKE = frozenset({"invoke"})
@@ -43,17 +46,27 @@ def _sse(data: Any) -> bytes:
 
 
 class OpenAIAdapter:
-    def __init__(self, dispatcher: Dispatcher, llm: LlmService, credentials: CredentialService) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        llm: LlmService,
+        credentials: CredentialService,
+        speech: SpeechService | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
         self._llm = llm
         self._credentials = credentials
+        self._audio = OpenAIAudio(self, speech) if speech is not None else None
 
     def routes(self) -> list[web.RouteDef]:
-        return [
+        routes = [
             web.post("/openai/v1/chat/completions", self.chat_completions),
             web.post("/openai/v1/embeddings", self.embeddings),
             web.get("/openai/v1/models", self.models),
         ]
+        if self._audio is not None:
+            routes += self._audio.routes()
+        return routes
 
     async def _begin(self, request: web.Request, name: str, rid: str) -> CallContext:
         return await self._dispatcher.begin_operation(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import grpc
+import openai
 import pytest
 
 from callers import audio
@@ -238,3 +239,82 @@ async def test_speech_needs_a_token(hub: HubUnderTest) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub(hub).ListVoices(pb.ListVoicesRequest(credential="voice"))
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def sdk(hut: HubUnderTest) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=hut.http_base + "/openai/v1", api_key=hut.tokens.invoke_only, max_retries=0
+    )
+
+
+async def test_openai_sdk_transcription_through_the_hub(
+    hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio], speech: Speech
+) -> None:
+    _, tracks = sound
+    wav = speech.file("wav_16k")
+    client = sdk(hub)
+    plain = await client.audio.transcriptions.create(model="voice/whisper-1", file=("hello.wav", wav))
+    assert plain.text == tracks.transcript
+    verbose = await client.audio.transcriptions.create(
+        model="voice/whisper-1",
+        file=("hello.wav", wav),
+        response_format="verbose_json",
+        timestamp_granularities=["word"],
+        language="en",
+    )
+    assert verbose.words is not None
+    assert [w.word for w in verbose.words][:2] == ["The", "quick"]
+    assert verbose.duration == pytest.approx(audio.probe(wav, AudioContainer.WAV).duration, abs=0.01)
+    text = await client.audio.transcriptions.create(
+        model="voice/", file=("hello.flac", speech.file("flac_16k")), response_format="text"
+    )
+    assert text.strip() == tracks.transcript
+    assert tracks.uploads[-1]["model"] == "whisper-1"  # "voice/": the provider's default model
+
+
+async def test_openai_sdk_refusals_name_the_parameter(
+    hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio]
+) -> None:
+    fake, _ = sound
+    before = len(fake.requests)
+    client = sdk(hub)
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client.audio.transcriptions.create(
+            model="voice/whisper-1", file=("x.wav", b"RIFFnot-a-wave-file")
+        )
+    assert raised.value.body["param"] == "audio"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as raised:
+        await client.audio.speech.create(
+            model="voice/tts-1", input="hi", voice="alloy", response_format="aac"
+        )
+    assert raised.value.body["param"] == "response_format"  # type: ignore[index]
+    assert len(fake.requests) == before
+
+
+@pytest.mark.parametrize(("response_format", "container"), [("mp3", "mp3"), ("wav", "wav"), ("opus", "ogg")])
+async def test_openai_sdk_speech_through_the_hub(
+    hub: HubUnderTest, response_format: str, container: str
+) -> None:
+    client = sdk(hub)
+    answer = await client.audio.speech.create(
+        model="voice/tts-1",
+        input=TEXT,
+        voice="alloy",
+        response_format=response_format,  # type: ignore[arg-type]
+    )
+    data = answer.content
+    info = audio.probe(data, AudioContainer(container))
+    assert info.sample_rate_hz == 24000
+    assert info.duration == pytest.approx(len(TEXT) * SECONDS_PER_CHAR, abs=0.1)
+
+
+async def test_openai_sdk_streamed_pcm_speech(hub: HubUnderTest) -> None:
+    client = sdk(hub)
+    pieces = []
+    async with client.audio.speech.with_streaming_response.create(
+        model="voice/tts-1", input=TEXT, voice="alloy", response_format="pcm"
+    ) as response:
+        async for piece in response.iter_bytes():
+            pieces.append(piece)
+    pcm = b"".join(pieces)
+    assert len(pcm) / 48000 == pytest.approx(len(TEXT) * SECONDS_PER_CHAR, abs=0.02)
