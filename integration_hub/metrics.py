@@ -92,6 +92,10 @@ TOKENS = Counter(
     "Tokens reported by providers, by kind (input, output, cached input).",
     ["provider", "operation", "kind"],
 )
+AUDIO_SECONDS = Counter(
+    "hub_audio_seconds", "Seconds of audio transcribed or synthesized.", ["provider", "operation"]
+)
+CHARACTERS = Counter("hub_characters", "Characters of text synthesized.", ["provider", "operation"])
 RETRIES = Counter(
     "hub_retries", "Provider calls retried, by target (credential/model) and reason.", ["target", "reason"]
 )
@@ -235,7 +239,7 @@ class _CallSeries:
     """The labelled children one (provider, operation, status) writes to, looked up once:
     `labels()` costs more than the increments themselves."""
 
-    __slots__ = ("calls", "duration", "hub", "tokens", "upstream")
+    __slots__ = ("audio_seconds", "calls", "characters", "duration", "hub", "tokens", "upstream")
 
     def __init__(self, provider: str, operation: str, status: str) -> None:
         self.calls = PROVIDER_CALLS.labels(provider, operation, status)
@@ -245,10 +249,13 @@ class _CallSeries:
         self.tokens = tuple(
             TOKENS.labels(provider, operation, kind) for kind in ("input", "output", "cached")
         )
+        self.audio_seconds = AUDIO_SECONDS.labels(provider, operation)
+        self.characters = CHARACTERS.labels(provider, operation)
 
 
 class CallMetrics:
-    """A CallObserver: counts each provider call, its time split (hub vs upstream) and its tokens."""
+    """A CallObserver: counts each provider call, its time split (hub vs upstream), its
+    tokens, and for speech its seconds of audio and characters."""
 
     def __init__(self) -> None:
         # Bounded: providers are a fixed set (or "_other"), operations pass BoundedValues and
@@ -275,6 +282,10 @@ class CallMetrics:
             output_tokens.inc(record.output_tokens)
         if record.cached_tokens > 0:
             cached_tokens.inc(record.cached_tokens)
+        if record.audio_seconds > 0:
+            series.audio_seconds.inc(record.audio_seconds)
+        if record.characters > 0:
+            series.characters.inc(record.characters)
 
 
 def _provider_label(provider: str) -> str:

@@ -107,6 +107,8 @@ def usage_row(record: CallRecord) -> UsageRow:
         reason=_text(record.reason),
         request_id=_text(record.request_id),
         record_id=record.record_id,
+        audio_seconds=_seconds(record.audio_seconds),
+        characters=_count(record.characters),
     )
 
 
@@ -128,6 +130,10 @@ def _count(value: int) -> int:
 def _milliseconds(seconds: float) -> float:
     milliseconds = seconds * 1000
     return milliseconds if math.isfinite(milliseconds) and milliseconds > 0 else 0.0
+
+
+def _seconds(value: float) -> float:
+    return value if math.isfinite(value) and value > 0 else 0.0
 
 
 class UsageRecorder:
@@ -423,6 +429,8 @@ def group_to_proto(totals: UsageTotals) -> pb.UsageGroup:
         total_tokens=_int64(totals.input_tokens + totals.output_tokens),
         average_latency_ms=totals.latency_ms_sum / requests if requests else 0.0,
         average_upstream_ms=totals.upstream_ms_sum / requests if requests else 0.0,
+        audio_seconds=totals.audio_seconds,
+        characters=_int64(totals.characters),
     )
 
 

@@ -22,7 +22,7 @@ from .base import UsageDimension, UsageQuery, UsageRow, UsageTotals
 USAGE_COLUMNS = (
     "at, tenant_id, credential_id, credential_name, provider, model, operation, route, target,"
     " input_tokens, output_tokens, cached_tokens, latency_ms, upstream_ms, status, reason, request_id,"
-    " record_id"
+    " record_id, audio_seconds, characters"
 )
 USAGE_COLUMN_NAMES = tuple(name.strip() for name in USAGE_COLUMNS.split(","))
 
@@ -41,7 +41,8 @@ _SUMS = (
     "count(*) AS requests, sum(CASE WHEN status <> 'OK' THEN 1 ELSE 0 END) AS errors,"
     " sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,"
     " sum(cached_tokens) AS cached_tokens, sum(latency_ms) AS latency_ms_sum,"
-    " sum(upstream_ms) AS upstream_ms_sum"
+    " sum(upstream_ms) AS upstream_ms_sum, sum(audio_seconds) AS audio_seconds,"
+    " sum(characters) AS characters"
 )
 
 
@@ -66,6 +67,8 @@ def usage_values(row: UsageRow, encode_time: Callable[[Any], Any]) -> tuple[Any,
         row.reason,
         row.request_id,
         row.record_id or None,
+        row.audio_seconds,
+        row.characters,
     )
 
 
@@ -128,6 +131,8 @@ def usage_totals_from(record: Record, group_by: tuple[UsageDimension, ...]) -> U
         cached_tokens=int(record["cached_tokens"] or 0),
         latency_ms_sum=float(record["latency_ms_sum"] or 0.0),
         upstream_ms_sum=float(record["upstream_ms_sum"] or 0.0),
+        audio_seconds=float(record["audio_seconds"] or 0.0),
+        characters=int(record["characters"] or 0),
         **keys,
     )
 
@@ -152,4 +157,6 @@ def usage_row_from(record: Record, decode_time: TimeDecoder) -> UsageRow:
         reason=record["reason"],
         request_id=record["request_id"],
         record_id=record["record_id"] or "",
+        audio_seconds=float(record["audio_seconds"]),
+        characters=int(record["characters"]),
     )

@@ -85,7 +85,7 @@ class UsageRow:
 
     at: datetime  # when the call started
     tenant_id: str
-    operation: str  # "chat", "stream_chat", "embed", "rerank"
+    operation: str  # "chat", "stream_chat", "embed", "rerank", "transcribe", "synthesize", ...
     model: str
     status: str  # "OK" or the gRPC status code name
     credential_id: str = ""
@@ -103,6 +103,9 @@ class UsageRow:
     # Unique per call when set: a row whose record_id is already stored is not written
     # again. "" (rows built by hand) is stored as NULL and never deduplicated.
     record_id: str = ""
+    # Speech: seconds of audio transcribed or synthesized, characters synthesized.
+    audio_seconds: float = 0.0
+    characters: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +134,8 @@ class UsageTotals:
     cached_tokens: int
     latency_ms_sum: float
     upstream_ms_sum: float
+    audio_seconds: float = 0.0
+    characters: int = 0
     credential_id: str = ""
     credential_name: str = ""
     model: str = ""

@@ -76,6 +76,8 @@ _USAGE_ARRAY_TYPES = {
     "cached_tokens": "bigint",
     "latency_ms": "float8",
     "upstream_ms": "float8",
+    "audio_seconds": "float8",
+    "characters": "bigint",
 }
 _INSERT_USAGE = (
     f"INSERT INTO usage_records ({USAGE_COLUMNS}) SELECT * FROM unnest("

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from integration_hub.v1 import common_pb2 as integration__hub_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eintegration_hub/v1/usage.proto\x12\x12integration_hub.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fintegration_hub/v1/common.proto\"\xd8\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x08group_by\x18\x03 \x03(\x0e\x32 .integration_hub.v1.UsageGroupBy\x12\x12\n\ncredential\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\"\xa0\x01\n\x10GetUsageResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06groups\x18\x03 \x03(\x0b\x32\x1e.integration_hub.v1.UsageGroup\"\xb2\x02\n\nUsageGroup\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x06 \x01(\t\x12\x10\n\x08requests\x18\x07 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x08 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\t \x01(\x03\x12\x15\n\routput_tokens\x18\n \x01(\x03\x12\x15\n\rcached_tokens\x18\x0b \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x0c \x01(\x03\x12\x1a\n\x12\x61verage_latency_ms\x18\r \x01(\x01\x12\x1b\n\x13\x61verage_upstream_ms\x18\x0e \x01(\x01*\xba\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1d\n\x19USAGE_GROUP_BY_CREDENTIAL\x10\x01\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x02\x12\x1b\n\x17USAGE_GROUP_BY_PROVIDER\x10\x03\x12\x1c\n\x18USAGE_GROUP_BY_OPERATION\x10\x04\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x05\x32}\n\x0cUsageService\x12m\n\x08GetUsage\x12#.integration_hub.v1.GetUsageRequest\x1a$.integration_hub.v1.GetUsageResponse\"\x16\xca\xf3\x18\x01\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usageB\x1aZ\x18integration_hub/v1;hubv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eintegration_hub/v1/usage.proto\x12\x12integration_hub.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fintegration_hub/v1/common.proto\"\xd8\x01\n\x0fGetUsageRequest\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x08group_by\x18\x03 \x03(\x0e\x32 .integration_hub.v1.UsageGroupBy\x12\x12\n\ncredential\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x10\n\x08provider\x18\x06 \x01(\t\"\xa0\x01\n\x10GetUsageResponse\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x06groups\x18\x03 \x03(\x0b\x32\x1e.integration_hub.v1.UsageGroup\"\xdd\x02\n\nUsageGroup\x12\x15\n\rcredential_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_name\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0b\n\x03\x64\x61y\x18\x06 \x01(\t\x12\x10\n\x08requests\x18\x07 \x01(\x03\x12\x0e\n\x06\x65rrors\x18\x08 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\t \x01(\x03\x12\x15\n\routput_tokens\x18\n \x01(\x03\x12\x15\n\rcached_tokens\x18\x0b \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x0c \x01(\x03\x12\x1a\n\x12\x61verage_latency_ms\x18\r \x01(\x01\x12\x1b\n\x13\x61verage_upstream_ms\x18\x0e \x01(\x01\x12\x15\n\raudio_seconds\x18\x0f \x01(\x01\x12\x12\n\ncharacters\x18\x10 \x01(\x03*\xba\x01\n\x0cUsageGroupBy\x12\x1e\n\x1aUSAGE_GROUP_BY_UNSPECIFIED\x10\x00\x12\x1d\n\x19USAGE_GROUP_BY_CREDENTIAL\x10\x01\x12\x18\n\x14USAGE_GROUP_BY_MODEL\x10\x02\x12\x1b\n\x17USAGE_GROUP_BY_PROVIDER\x10\x03\x12\x1c\n\x18USAGE_GROUP_BY_OPERATION\x10\x04\x12\x16\n\x12USAGE_GROUP_BY_DAY\x10\x05\x32}\n\x0cUsageService\x12m\n\x08GetUsage\x12#.integration_hub.v1.GetUsageRequest\x1a$.integration_hub.v1.GetUsageResponse\"\x16\xca\xf3\x18\x01\x01\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usageB\x1aZ\x18integration_hub/v1;hubv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z\030integration_hub/v1;hubv1'
   _globals['_USAGESERVICE'].methods_by_name['GetUsage']._loaded_options = None
   _globals['_USAGESERVICE'].methods_by_name['GetUsage']._serialized_options = b'\312\363\030\001\001\202\323\344\223\002\013\022\t/v1/usage'
-  _globals['_USAGEGROUPBY']._serialized_start=842
-  _globals['_USAGEGROUPBY']._serialized_end=1028
+  _globals['_USAGEGROUPBY']._serialized_start=885
+  _globals['_USAGEGROUPBY']._serialized_end=1071
   _globals['_GETUSAGEREQUEST']._serialized_start=151
   _globals['_GETUSAGEREQUEST']._serialized_end=367
   _globals['_GETUSAGERESPONSE']._serialized_start=370
   _globals['_GETUSAGERESPONSE']._serialized_end=530
   _globals['_USAGEGROUP']._serialized_start=533
-  _globals['_USAGEGROUP']._serialized_end=839
-  _globals['_USAGESERVICE']._serialized_start=1030
-  _globals['_USAGESERVICE']._serialized_end=1155
+  _globals['_USAGEGROUP']._serialized_end=882
+  _globals['_USAGESERVICE']._serialized_start=1073
+  _globals['_USAGESERVICE']._serialized_end=1198
 # @@protoc_insertion_point(module_scope)

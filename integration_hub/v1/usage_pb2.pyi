@@ -150,6 +150,8 @@ class UsageGroup(_message.Message):
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
     AVERAGE_LATENCY_MS_FIELD_NUMBER: _builtins.int
     AVERAGE_UPSTREAM_MS_FIELD_NUMBER: _builtins.int
+    AUDIO_SECONDS_FIELD_NUMBER: _builtins.int
+    CHARACTERS_FIELD_NUMBER: _builtins.int
     credential_id: _builtins.str
     credential_name: _builtins.str
     model: _builtins.str
@@ -169,6 +171,9 @@ class UsageGroup(_message.Message):
     average_latency_ms: _builtins.float
     """Mean wall time of a call in the hub, and of the part spent waiting on the provider."""
     average_upstream_ms: _builtins.float
+    audio_seconds: _builtins.float
+    """Speech: seconds of audio transcribed or synthesized, and characters synthesized."""
+    characters: _builtins.int
     def __init__(
         self,
         *,
@@ -186,10 +191,12 @@ class UsageGroup(_message.Message):
         total_tokens: _builtins.int = ...,
         average_latency_ms: _builtins.float = ...,
         average_upstream_ms: _builtins.float = ...,
+        audio_seconds: _builtins.float = ...,
+        characters: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_latency_ms", b"average_latency_ms", "average_upstream_ms", b"average_upstream_ms", "cached_tokens", b"cached_tokens", "credential_id", b"credential_id", "credential_name", b"credential_name", "day", b"day", "errors", b"errors", "input_tokens", b"input_tokens", "model", b"model", "operation", b"operation", "output_tokens", b"output_tokens", "provider", b"provider", "requests", b"requests", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_seconds", b"audio_seconds", "average_latency_ms", b"average_latency_ms", "average_upstream_ms", b"average_upstream_ms", "cached_tokens", b"cached_tokens", "characters", b"characters", "credential_id", b"credential_id", "credential_name", b"credential_name", "day", b"day", "errors", b"errors", "input_tokens", b"input_tokens", "model", b"model", "operation", b"operation", "output_tokens", b"output_tokens", "provider", b"provider", "requests", b"requests", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

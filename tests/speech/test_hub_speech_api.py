@@ -15,10 +15,11 @@ from callers import audio
 from callers.types import AudioContainer
 from integration_hub.v1 import credentials_pb2 as cpb
 from integration_hub.v1 import speech_pb2 as pb
-from integration_hub.v1 import speech_pb2_grpc
+from integration_hub.v1 import speech_pb2_grpc, usage_pb2_grpc
+from integration_hub.v1 import usage_pb2 as upb
 from tests.fakes.openai_audio import SECONDS_PER_CHAR, OpenAIAudio
 from tests.fakes.openai_server import FakeOpenAI
-from tests.harness import HubUnderTest
+from tests.harness import HubUnderTest, eventually
 from tests.speech.conftest import Speech
 
 KEY = "sk-test-SpeechPath0123456789ab"
@@ -318,3 +319,43 @@ async def test_openai_sdk_streamed_pcm_speech(hub: HubUnderTest) -> None:
             pieces.append(piece)
     pcm = b"".join(pieces)
     assert len(pcm) / 48000 == pytest.approx(len(TEXT) * SECONDS_PER_CHAR, abs=0.02)
+
+
+async def test_speech_usage_is_counted_in_seconds_and_characters(hub: HubUnderTest, speech: Speech) -> None:
+    wav = speech.file("wav_16k")
+    invoke = hub.auth(hub.tokens.invoke_only)
+    await stub(hub).Transcribe(
+        pb.TranscribeRequest(
+            credential="voice", audio=wav, audio_format=pb.AudioFormat(container=pb.AUDIO_CONTAINER_WAV)
+        ),
+        metadata=invoke,
+    )
+    spoken = await stub(hub).Synthesize(
+        pb.SynthesizeRequest(
+            credential="voice",
+            text=TEXT,
+            voice="alloy",
+            output_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_MULAW),
+        ),
+        metadata=invoke,
+    )
+    usage = usage_pb2_grpc.UsageServiceStub(hub.channel)
+
+    async def by_operation() -> dict[str, upb.UsageGroup] | None:
+        answer = await usage.GetUsage(
+            upb.GetUsageRequest(group_by=[upb.USAGE_GROUP_BY_OPERATION]), metadata=hub.auth(hub.tokens.admin)
+        )
+        groups = {g.operation: g for g in answer.groups}
+        return groups if {"transcribe", "synthesize"} <= set(groups) else None
+
+    groups = await eventually(by_operation, timeout=10)
+    assert groups["transcribe"].audio_seconds == pytest.approx(
+        audio.probe(wav, AudioContainer.WAV).duration, abs=0.01
+    )
+    assert groups["transcribe"].characters == 0
+    assert groups["synthesize"].characters == len(TEXT)
+    assert groups["synthesize"].audio_seconds == pytest.approx(len(spoken.audio) / 8000, abs=0.001)
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.http_base}/metrics") as response:
+        exposition = await response.text()
+    assert 'hub_characters_total{operation="synthesize",provider="openai"}' in exposition
+    assert 'hub_audio_seconds_total{operation="transcribe",provider="openai"}' in exposition

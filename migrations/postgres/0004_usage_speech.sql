@@ -1,0 +1,4 @@
+-- Speech calls are counted in seconds of audio (transcribed or synthesized) and in
+-- characters synthesized, beside the token counts of LLM calls.
+ALTER TABLE usage_records ADD COLUMN audio_seconds double precision NOT NULL DEFAULT 0 CHECK (audio_seconds >= 0);
+ALTER TABLE usage_records ADD COLUMN characters bigint NOT NULL DEFAULT 0 CHECK (characters >= 0);
