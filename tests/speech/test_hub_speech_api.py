@@ -4,6 +4,7 @@ OpenAI audio endpoints on loopback; bad audio refused before any provider call."
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -359,3 +360,29 @@ async def test_speech_usage_is_counted_in_seconds_and_characters(hub: HubUnderTe
         exposition = await response.text()
     assert 'hub_characters_total{operation="synthesize",provider="openai"}' in exposition
     assert 'hub_audio_seconds_total{operation="transcribe",provider="openai"}' in exposition
+
+
+async def test_rest_voices_and_streamed_synthesis(hub: HubUnderTest) -> None:
+    headers = hub.headers(hub.tokens.invoke_only)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{hub.http_base}/v1/voices?credential=voice&language=en", headers=headers
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert "nova" in [v["id"] for v in (await r.json())["voices"]]
+        async with session.post(
+            f"{hub.http_base}/v1/speech:synthesizeStream",
+            json={
+                "credential": "voice",
+                "text": TEXT,
+                "voice": "nova",
+                "outputFormat": {"encoding": "AUDIO_ENCODING_MULAW"},
+            },
+            headers=headers,
+        ) as r:
+            assert r.status == 200, await r.text()
+            # One {"result": message} per line, as grpc-gateway streams.
+            lines = [json.loads(line)["result"] for line in (await r.text()).splitlines() if line.strip()]
+    audio_bytes = b"".join(base64.b64decode(line["audio"]) for line in lines if "audio" in line)
+    assert lines[-1]["end"]["characters"] == str(len(TEXT))
+    assert len(audio_bytes) / 8000 == pytest.approx(len(TEXT) * SECONDS_PER_CHAR, abs=0.02)
