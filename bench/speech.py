@@ -1,0 +1,261 @@
+"""Speech through the hub against the fake OpenAI audio server, beside direct calls to it.
+
+    .venv/bin/python bench/speech.py [--seconds 5] [--rounds 3] [--streams 200] [--out FILE]
+
+Measures, in one run, with a hub of 2 workers (bench/hub.py: the real path, token,
+credential decrypt, policies, usage rows, metrics):
+  (a) time to first audio of a synthesis stream at concurrency 1: direct (POST
+      /v1/audio/speech, pcm, first body chunk) vs the hub's gRPC StreamSynthesize
+      (first audio message), p50 over interleaved rounds;
+  (b) `--streams` concurrent StreamSynthesize streams (each several seconds of audio
+      in chunks 10 ms apart), repeated for `--seconds` of warm-up then `--seconds` x 4:
+      errors, and the workers' resident memory at the end of the warm-up and at the end.
+StreamTranscribe's per-chunk cost needs a live-transcription provider: not measured
+here yet. The fake runs in its own process; everything is on loopback and bounded.
+"""
+
+# A benchmark tool: runs fixed local programs and opens only loopback URLs it builds itself.
+# Its set-up and tear-down block the loop briefly (files, a subprocess), outside what it times.
+# ruff: noqa: ASYNC220, ASYNC240
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+KEY = "sk-bench-fake-upstream-key-0000"
+TEXT = "Your appointment is confirmed for Tuesday at ten in the morning."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def serve_fake(port: int, chunk_delay: float) -> None:
+    from tests.fakes.openai_audio import OpenAIAudio
+    from tests.fakes.openai_server import FakeOpenAI
+
+    sound = OpenAIAudio(chunk_bytes=4800, chunk_delay=chunk_delay)  # 100 ms of 24 kHz PCM per chunk
+    fake = FakeOpenAI(valid_keys={KEY})
+    sound.install(fake)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with fake:
+        # FakeOpenAI binds port 0; tell the parent which one.
+        Path(os.environ["FAKE_PORT_FILE"]).write_text(str(fake.url.rsplit(":", 1)[1]))
+        del port
+        await stop.wait()
+        fake.requests.clear()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def direct_ttfa(base: str, seconds: float) -> list[float]:
+    import aiohttp
+
+    body = {"model": "tts-1", "input": TEXT, "voice": "alloy", "response_format": "pcm"}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    times: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            async with session.post(f"{base}/v1/audio/speech", json=body, headers=headers) as response:
+                await response.content.readany()
+                times.append((time.perf_counter() - start) * 1000)
+                await response.read()
+    return times
+
+
+def synth_request(text: str = TEXT) -> object:
+    from integration_hub.v1 import speech_pb2 as pb
+
+    return pb.SynthesizeRequest(
+        credential="voice",
+        model="tts-1",
+        text=text,
+        voice="alloy",
+        output_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_LINEAR16, sample_rate_hz=24000),
+    )
+
+
+async def hub_ttfa(target: str, token: str, seconds: float) -> list[float]:
+    import grpc
+
+    from integration_hub.v1 import speech_pb2_grpc
+
+    times: list[float] = []
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = speech_pb2_grpc.SpeechServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            first = True
+            async for message in stub.StreamSynthesize(synth_request(), metadata=metadata):
+                if first and message.WhichOneof("event") == "audio":
+                    times.append((time.perf_counter() - start) * 1000)
+                    first = False
+    return times
+
+
+async def concurrent_streams(target: str, token: str, streams: int, seconds: float) -> dict[str, object]:
+    import grpc
+
+    from integration_hub.v1 import speech_pb2_grpc
+
+    errors: dict[str, int] = {}
+    completed = 0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = speech_pb2_grpc.SpeechServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        end = time.monotonic() + seconds
+
+        async def one_stream() -> None:
+            nonlocal completed
+            while time.monotonic() < end:
+                try:
+                    async for _ in stub.StreamSynthesize(synth_request(TEXT * 2), metadata=metadata):
+                        pass
+                    completed += 1
+                except grpc.aio.AioRpcError as exc:
+                    errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+
+        await asyncio.gather(*(one_stream() for _ in range(streams)))
+    return {"completed": completed, "errors": errors}
+
+
+async def run(a: argparse.Namespace) -> dict[str, object]:
+    from hub import BenchHub  # bench/hub.py
+
+    port_file = Path(f"/tmp/hub-speech-fake-{os.getpid()}.port")  # noqa: S108 - bench scratch
+    fake = subprocess.Popen(  # noqa: S603
+        [sys.executable, __file__, "--serve-fake", "0", "--chunk-delay", "0.01"],
+        env={**os.environ, "FAKE_PORT_FILE": str(port_file)},
+    )
+    hub = BenchHub(workers=2, grpc_port=free_port(), http_port=free_port())
+    try:
+        for _ in range(100):
+            if port_file.exists() and port_file.read_text():
+                break
+            await asyncio.sleep(0.1)
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        hub.start()
+        client_env = {**hub.env, "HUB_TOKEN": hub.token, "HUB_TARGET": hub.grpc_target}
+        hub._cli(
+            "credentials", "create", "--provider", "openai", "--name", "voice", "--secret-json", "-",
+            "--option", f"base_url={base}/v1", stdin=json.dumps({"api_key": KEY}), env=client_env,
+        )  # fmt: skip
+        await hub_ttfa(hub.grpc_target, hub.token, 1.0)  # warm both workers' pools
+        direct: list[float] = []
+        through: list[float] = []
+        rounds = []
+        for _ in range(a.rounds):
+            d = await direct_ttfa(base, a.seconds)
+            h = await hub_ttfa(hub.grpc_target, hub.token, a.seconds)
+            direct += d
+            through += h
+            rounds.append({"direct_p50": percentile(d, 50), "hub_p50": percentile(h, 50)})
+        # Memory is compared between the end of a warm-up under the same load (pools,
+        # buffers and caches grown to their working size) and the end of the run.
+        warm = await concurrent_streams(hub.grpc_target, hub.token, a.streams, a.seconds)
+        rss_before = hub.rss()
+        load = await concurrent_streams(hub.grpc_target, hub.token, a.streams, a.seconds * 4)
+        rss_after = hub.rss()
+        load["warm_up_errors"] = warm["errors"]
+    finally:
+        hub.stop()
+        fake.send_signal(signal.SIGTERM)
+        fake.wait(timeout=10)
+        port_file.unlink(missing_ok=True)
+    before = sum(v or 0 for v in rss_before.values())
+    after = sum(v or 0 for v in rss_after.values())
+    return {
+        "direct_ttfa_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99), "n": len(direct)},
+        "hub_ttfa_ms": {"p50": percentile(through, 50), "p99": percentile(through, 99), "n": len(through)},
+        "rounds": rounds,
+        "streams": {**load, "concurrency": a.streams, "rss_kib_before": before, "rss_kib_after": after},
+    }
+
+
+def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
+    d, h = result["direct_ttfa_ms"], result["hub_ttfa_ms"]
+    s = result["streams"]
+    assert isinstance(d, dict)
+    assert isinstance(h, dict)
+    assert isinstance(s, dict)
+    added = h["p50"] - d["p50"]
+    growth = (s["rss_kib_after"] - s["rss_kib_before"]) / max(1, s["rss_kib_before"]) * 100
+    ok = not s["errors"] and not s["warm_up_errors"]
+    ttfa_verdict = "PASS" if added <= 5 else "**FAIL**"
+    streams_verdict = "PASS" if ok else "**FAIL**"
+    rss_verdict = "PASS" if growth < 5 else "**FAIL**"
+    return "\n".join(
+        [
+            "# Speech benchmark",
+            "",
+            f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPUs; "
+            f"load average at end {os.getloadavg()[0]:.2f}",
+            f"- command: `.venv/bin/python bench/speech.py --seconds {a.seconds:g} --rounds {a.rounds} "
+            f"--streams {a.streams}`",
+            "- hub: `integration-hub serve --workers 2` (bench/hub.py), openai credential pointed at the "
+            "fake OpenAI audio server (tests/fakes/openai_audio.py, its own process; 100 ms PCM chunks "
+            "10 ms apart)",
+            "",
+            "| check | target | measured | verdict |",
+            "| --- | --- | --- | --- |",
+            f"| StreamSynthesize: added time to first audio, p50 at c=1 | <= 5 ms | {added:.2f} ms "
+            f"({h['p50']:.2f} - {d['p50']:.2f}; n {h['n']} / {d['n']}) | {ttfa_verdict} |",
+            f"| {s['concurrency']} concurrent StreamSynthesize streams, {a.seconds * 4:g} s | no errors | "
+            f"{s['completed']} streams completed, errors {s['errors'] or 0} | {streams_verdict} |",
+            f"| the same: worker RSS (sum, after a {a.seconds:g} s warm-up -> end) | flat (< 5 %) | "
+            f"{s['rss_kib_before'] / 1024:.1f} -> "
+            f"{s['rss_kib_after'] / 1024:.1f} MiB ({growth:+.1f} %) | {rss_verdict} |",
+            "| StreamTranscribe: added time per streamed chunk | <= 5 ms | not measured yet (needs a live-"
+            "transcription provider in the bench) | - |",
+            "",
+            f"Rounds (p50 ms): {json.dumps(result['rounds'])}",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--streams", type=int, default=200)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-speech.md"))
+    ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--chunk-delay", type=float, default=0.01, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.serve_fake is not None:
+        asyncio.run(serve_fake(a.serve_fake, a.chunk_delay))
+        return 0
+    result = asyncio.run(run(a))
+    print(json.dumps(result, indent=2))
+    Path(a.out).write_text(markdown(result, a))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
