@@ -19,7 +19,13 @@ from callers.base import (
     NotSupported,
     Reranker,
     StreamChatCaller,
+    StreamSynthesizer,
+    StreamTextSynthesizer,
+    StreamTranscriber,
+    Synthesizer,
+    Transcriber,
     Verifier,
+    VoiceLister,
 )
 from callers.spec import ProviderSpec
 
@@ -66,6 +72,12 @@ PROTOCOLS = {
     Capability.STREAM_CHAT: (StreamChatCaller,),
     Capability.EMBED: (Embedder,),
     Capability.RERANK: (Reranker,),
+    Capability.STT: (Transcriber,),
+    Capability.STREAM_STT: (StreamTranscriber,),
+    Capability.TTS: (Synthesizer,),
+    Capability.STREAM_TTS: (StreamSynthesizer,),
+    Capability.STREAM_TTS_INPUT: (StreamTextSynthesizer,),
+    Capability.VOICES: (VoiceLister,),
 }
 # Providers whose callers arrive with later issues (speech, telephony) list nothing yet.
 NOT_YET_IMPLEMENTED = {
@@ -119,9 +131,9 @@ def test_unknown_provider_lists_the_known_ones() -> None:
 
 def test_capability_not_listed_is_not_supported() -> None:
     with pytest.raises(NotSupported) as caught:
-        registry.capability("openai", Capability.STT)
-    assert str(caught.value) == "provider 'openai' does not support capability 'stt'"
-    assert (caught.value.provider, caught.value.capability) == ("openai", "stt")
+        registry.capability("anthropic", Capability.STT)
+    assert str(caught.value) == "provider 'anthropic' does not support capability 'stt'"
+    assert (caught.value.provider, caught.value.capability) == ("anthropic", "stt")
     with pytest.raises(NotSupported, match="'deepgram' does not support capability 'verify'"):
         registry.capability("deepgram", Capability.VERIFY)
 
