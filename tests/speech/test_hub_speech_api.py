@@ -243,6 +243,14 @@ async def test_speech_needs_a_token(hub: HubUnderTest) -> None:
     assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+@pytest.fixture
+async def client(hub: HubUnderTest) -> AsyncIterator[openai.AsyncOpenAI]:
+    # Closed here: an SDK client left to the garbage collector closes its pool after the
+    # test's loop is gone, and logs that failure into whichever test runs then.
+    async with sdk(hub) as sdk_client:
+        yield sdk_client
+
+
 def sdk(hut: HubUnderTest) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=hut.http_base + "/openai/v1", api_key=hut.tokens.invoke_only, max_retries=0
@@ -250,11 +258,10 @@ def sdk(hut: HubUnderTest) -> openai.AsyncOpenAI:
 
 
 async def test_openai_sdk_transcription_through_the_hub(
-    hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio], speech: Speech
+    client: openai.AsyncOpenAI, hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio], speech: Speech
 ) -> None:
     _, tracks = sound
     wav = speech.file("wav_16k")
-    client = sdk(hub)
     plain = await client.audio.transcriptions.create(model="voice/whisper-1", file=("hello.wav", wav))
     assert plain.text == tracks.transcript
     verbose = await client.audio.transcriptions.create(
@@ -275,11 +282,10 @@ async def test_openai_sdk_transcription_through_the_hub(
 
 
 async def test_openai_sdk_refusals_name_the_parameter(
-    hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio]
+    client: openai.AsyncOpenAI, hub: HubUnderTest, sound: tuple[FakeOpenAI, OpenAIAudio]
 ) -> None:
     fake, _ = sound
     before = len(fake.requests)
-    client = sdk(hub)
     with pytest.raises(openai.BadRequestError) as raised:
         await client.audio.transcriptions.create(
             model="voice/whisper-1", file=("x.wav", b"RIFFnot-a-wave-file")
@@ -295,9 +301,8 @@ async def test_openai_sdk_refusals_name_the_parameter(
 
 @pytest.mark.parametrize(("response_format", "container"), [("mp3", "mp3"), ("wav", "wav"), ("opus", "ogg")])
 async def test_openai_sdk_speech_through_the_hub(
-    hub: HubUnderTest, response_format: str, container: str
+    client: openai.AsyncOpenAI, hub: HubUnderTest, response_format: str, container: str
 ) -> None:
-    client = sdk(hub)
     answer = await client.audio.speech.create(
         model="voice/tts-1",
         input=TEXT,
@@ -310,8 +315,7 @@ async def test_openai_sdk_speech_through_the_hub(
     assert info.duration == pytest.approx(len(TEXT) * SECONDS_PER_CHAR, abs=0.1)
 
 
-async def test_openai_sdk_streamed_pcm_speech(hub: HubUnderTest) -> None:
-    client = sdk(hub)
+async def test_openai_sdk_streamed_pcm_speech(client: openai.AsyncOpenAI, hub: HubUnderTest) -> None:
     pieces = []
     async with client.audio.speech.with_streaming_response.create(
         model="voice/tts-1", input=TEXT, voice="alloy", response_format="pcm"
