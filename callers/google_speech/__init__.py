@@ -1,8 +1,10 @@
 """Google Cloud Speech-to-Text and Text-to-Speech, by service account.
 
-Pure data; capabilities arrive with the speech callers issue.
+Pure data: the SDK (google-cloud-speech v2, google-cloud-texttospeech v1, gRPC) is
+imported by the capability modules only.
 """
 
+from callers.base import Capability
 from callers.google_service_account import FIELD, check_service_account
 from callers.spec import CredentialField, ProviderSpec
 
@@ -23,4 +25,8 @@ SPEC = ProviderSpec(
         ),
     ),
     extra_validation=check_service_account,
+    capabilities=frozenset(
+        {Capability.STT, Capability.STREAM_STT, Capability.TTS, Capability.VOICES, Capability.VERIFY}
+    ),
+    sdk_modules=("google.cloud.speech_v2", "google.cloud.texttospeech_v1", "google.auth", "grpc"),
 )
