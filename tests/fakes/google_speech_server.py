@@ -61,6 +61,8 @@ class FakeGoogleSpeech:
     delay: float = 0.0  # seconds before a unary RPC answers
     stream_hang: bool = False  # StreamingRecognize reads audio and never answers
     interim_every: int = 32000  # bytes of audio between interim results
+    keep_audio: bool = True  # False: stream_requests keeps the config only (hour-long streams)
+    stream_audio_bytes: int = 0  # audio received by StreamingRecognize, all streams
     recognize_requests: list[stt.RecognizeRequest] = field(default_factory=list)
     stream_requests: list[stt.StreamingRecognizeRequest] = field(default_factory=list)
     synthesize_requests: list[tts.SynthesizeSpeechRequest] = field(default_factory=list)
@@ -266,12 +268,17 @@ class FakeGoogleSpeech:
             self.stream_requests.append(first)
             config = first.streaming_config.config
             explicit = config.explicit_decoding_config
-            bytes_per_second = 2 * (explicit.sample_rate_hertz or 16000) * (explicit.audio_channel_count or 1)
+            narrow = {explicit.AudioEncoding.MULAW, explicit.AudioEncoding.ALAW}
+            width = 1 if explicit.encoding in narrow else 2  # G.711: a byte a sample
+            rate, channels = explicit.sample_rate_hertz or 16000, explicit.audio_channel_count or 1
+            bytes_per_second = width * rate * channels
             received, pending, began = 0, 0, False
             words_on = config.features.enable_word_time_offsets
             interim = first.streaming_config.streaming_features.interim_results
             async for message in iterator:
-                self.stream_requests.append(message)
+                if self.keep_audio:
+                    self.stream_requests.append(message)
+                self.stream_audio_bytes += len(message.audio)
                 if "streaming_config" in message:
                     await context.abort(
                         grpc.StatusCode.INVALID_ARGUMENT, "streaming_config only in the first"
