@@ -10,8 +10,12 @@ credential decrypt, policies, usage rows, metrics):
   (b) `--streams` concurrent StreamSynthesize streams (each several seconds of audio
       in chunks 10 ms apart), repeated for `--seconds` of warm-up then `--seconds` x 4:
       errors, and the workers' resident memory at the end of the warm-up and at the end.
-StreamTranscribe's per-chunk cost needs a live-transcription provider: not measured
-here yet. The fake runs in its own process; everything is on loopback and bounded.
+  (c) StreamTranscribe's cost per streamed chunk, against the fake Google
+      StreamingRecognize server (tests/fakes/google_speech_server.py: one interim result
+      per 100 ms chunk): lockstep, one chunk in flight, time from sending a chunk to its
+      result; direct (the google_speech caller in this process, the client a service
+      would otherwise run) vs the hub's gRPC StreamTranscribe, p50 over interleaved rounds.
+The fakes run in their own processes; everything is on loopback and bounded.
 """
 
 # A benchmark tool: runs fixed local programs and opens only loopback URLs it builds itself.
@@ -60,6 +64,119 @@ async def serve_fake(port: int, chunk_delay: float) -> None:
         del port
         await stop.wait()
         fake.requests.clear()
+
+
+CHUNK = 3200  # 100 ms of 16 kHz linear16
+EMAIL = "bench@fake-project.iam.gserviceaccount.com"
+
+
+async def serve_google() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+    from tests.fakes.google_speech_server import FakeGoogleSpeech
+
+    key = serialization.load_pem_private_key(Path(os.environ["GOOGLE_KEY_FILE"]).read_bytes(), None)
+    assert isinstance(key, RSAPrivateKey)
+    fake = FakeGoogleSpeech(service_accounts={EMAIL: key.public_key()}, interim_every=CHUNK, keep_audio=False)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with fake:
+        where = {"endpoint": fake.endpoint, "token_uri": fake.token_uri}
+        Path(os.environ["FAKE_PORT_FILE"]).write_text(json.dumps(where))
+        await stop.wait()
+
+
+def google_service_account(key_file: Path, token_uri: str) -> str:
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "fake-project",
+            "private_key_id": "00112233445566778899aabbccddeeff00112233",
+            "private_key": key_file.read_text(),
+            "client_email": EMAIL,
+            "token_uri": token_uri,
+        }
+    )
+
+
+class _Lockstep:
+    """Audio chunks sent one at a time: the next leaves when the last one's result came."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+        self.sent_at: list[float] = []
+        self.latencies: list[float] = []
+        self.answered = asyncio.Event()
+
+    async def audio(self) -> object:
+        for _ in range(self.chunks):
+            self.answered.clear()
+            self.sent_at.append(time.perf_counter())
+            yield b"\x01\x02" * (CHUNK // 2)
+            await self.answered.wait()
+
+    def result(self) -> None:
+        if len(self.latencies) < len(self.sent_at):
+            self.latencies.append((time.perf_counter() - self.sent_at[len(self.latencies)]) * 1000)
+        self.answered.set()
+
+
+async def direct_chunks(service_account: str, endpoint: str, chunks: int) -> list[float]:
+    from callers import registry
+    from callers.base import Capability
+    from callers.types import (
+        AudioContainer,
+        AudioEncoding,
+        AudioFormat,
+        StreamTranscribeRequest,
+        TranscriptEvent,
+    )
+    from tests.fakes.secret_fields import PlainSecret
+
+    caller = registry.capability("google_speech", Capability.STREAM_STT)
+    request = StreamTranscribeRequest(
+        audio_format=AudioFormat(AudioEncoding.PCM_S16LE, AudioContainer.RAW, 16000), language="en-US"
+    )
+    step = _Lockstep(chunks)
+    secret = PlainSecret(service_account_json=service_account)
+    options = {"endpoint": endpoint, "location": "global"}
+    async for event in caller.stream_transcribe(secret, options, request, step.audio(), timeout=10):  # type: ignore[attr-defined]
+        if isinstance(event, TranscriptEvent) and not event.is_final:
+            step.result()
+    from callers import pools
+
+    await pools.close_all()
+    return step.latencies
+
+
+async def hub_chunks(target: str, token: str, chunks: int) -> list[float]:
+    import grpc
+
+    from integration_hub.v1 import speech_pb2 as pb
+    from integration_hub.v1 import speech_pb2_grpc
+
+    step = _Lockstep(chunks)
+
+    async def requests() -> object:
+        yield pb.StreamTranscribeRequest(
+            config=pb.StreamTranscribeConfig(
+                credential="ears",
+                audio_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_LINEAR16, sample_rate_hz=16000),
+                options=pb.TranscriptionOptions(language="en-US"),
+                interim_results=True,
+            )
+        )
+        async for chunk in step.audio():  # type: ignore[attr-defined]
+            yield pb.StreamTranscribeRequest(audio=chunk)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = speech_pb2_grpc.SpeechServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        async for message in stub.StreamTranscribe(requests(), metadata=metadata):
+            if message.WhichOneof("event") == "result" and not message.result.is_final:
+                step.result()
+    return step.latencies
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,12 +269,33 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
         [sys.executable, __file__, "--serve-fake", "0", "--chunk-delay", "0.01"],
         env={**os.environ, "FAKE_PORT_FILE": str(port_file)},
     )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key_file = Path(f"/tmp/hub-speech-google-{os.getpid()}.pem")  # noqa: S108 - bench scratch
+    key_file.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    google_file = Path(f"/tmp/hub-speech-google-{os.getpid()}.json")  # noqa: S108 - bench scratch
+    google = subprocess.Popen(  # noqa: S603
+        [sys.executable, __file__, "--serve-google"],
+        env={**os.environ, "FAKE_PORT_FILE": str(google_file), "GOOGLE_KEY_FILE": str(key_file)},
+    )
     hub = BenchHub(workers=2, grpc_port=free_port(), http_port=free_port())
     try:
         for _ in range(100):
-            if port_file.exists() and port_file.read_text():
+            if (
+                port_file.exists()
+                and port_file.read_text()
+                and google_file.exists()
+                and google_file.read_text()
+            ):
                 break
             await asyncio.sleep(0.1)
+        google_at = json.loads(google_file.read_text())
+        service_account = google_service_account(key_file, google_at["token_uri"])
         base = f"http://127.0.0.1:{port_file.read_text()}"
         hub.start()
         client_env = {**hub.env, "HUB_TOKEN": hub.token, "HUB_TARGET": hub.grpc_target}
@@ -165,7 +303,25 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
             "credentials", "create", "--provider", "openai", "--name", "voice", "--secret-json", "-",
             "--option", f"base_url={base}/v1", stdin=json.dumps({"api_key": KEY}), env=client_env,
         )  # fmt: skip
+        hub._cli(
+            "credentials", "create", "--provider", "google_speech", "--name", "ears", "--secret-json", "-",
+            "--option", f"endpoint={google_at['endpoint']}", stdin=json.dumps(
+                {"service_account_json": service_account}
+            ), env=client_env,
+        )  # fmt: skip
         await hub_ttfa(hub.grpc_target, hub.token, 1.0)  # warm both workers' pools
+        for _ in range(4):  # and both workers' Google channels and tokens
+            await hub_chunks(hub.grpc_target, hub.token, 5)
+        await direct_chunks(service_account, google_at["endpoint"], 5)
+        chunk_direct: list[float] = []
+        chunk_hub: list[float] = []
+        chunk_rounds = []
+        for _ in range(a.rounds):
+            d = await direct_chunks(service_account, google_at["endpoint"], a.chunks)
+            h = await hub_chunks(hub.grpc_target, hub.token, a.chunks)
+            chunk_direct += d
+            chunk_hub += h
+            chunk_rounds.append({"direct_p50": percentile(d, 50), "hub_p50": percentile(h, 50)})
         direct: list[float] = []
         through: list[float] = []
         rounds = []
@@ -184,21 +340,39 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
         load["warm_up_errors"] = warm["errors"]
     finally:
         hub.stop()
-        fake.send_signal(signal.SIGTERM)
-        fake.wait(timeout=10)
-        port_file.unlink(missing_ok=True)
+        for process in (fake, google):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=10)
+        for scratch in (port_file, google_file, key_file):
+            scratch.unlink(missing_ok=True)
     before = sum(v or 0 for v in rss_before.values())
     after = sum(v or 0 for v in rss_after.values())
     return {
         "direct_ttfa_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99), "n": len(direct)},
         "hub_ttfa_ms": {"p50": percentile(through, 50), "p99": percentile(through, 99), "n": len(through)},
         "rounds": rounds,
+        "direct_chunk_ms": {
+            "p50": percentile(chunk_direct, 50),
+            "p99": percentile(chunk_direct, 99),
+            "n": len(chunk_direct),
+        },
+        "hub_chunk_ms": {
+            "p50": percentile(chunk_hub, 50),
+            "p99": percentile(chunk_hub, 99),
+            "n": len(chunk_hub),
+        },
+        "chunk_rounds": chunk_rounds,
         "streams": {**load, "concurrency": a.streams, "rss_kib_before": before, "rss_kib_after": after},
     }
 
 
 def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
     d, h = result["direct_ttfa_ms"], result["hub_ttfa_ms"]
+    cd, ch = result["direct_chunk_ms"], result["hub_chunk_ms"]
+    assert isinstance(cd, dict)
+    assert isinstance(ch, dict)
+    chunk_added = ch["p50"] - cd["p50"]
+    chunk_verdict = "PASS" if chunk_added <= 5 else "**FAIL**"
     s = result["streams"]
     assert isinstance(d, dict)
     assert isinstance(h, dict)
@@ -216,10 +390,11 @@ def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
             f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPUs; "
             f"load average at end {os.getloadavg()[0]:.2f}",
             f"- command: `.venv/bin/python bench/speech.py --seconds {a.seconds:g} --rounds {a.rounds} "
-            f"--streams {a.streams}`",
+            f"--streams {a.streams} --chunks {a.chunks}`",
             "- hub: `integration-hub serve --workers 2` (bench/hub.py), openai credential pointed at the "
             "fake OpenAI audio server (tests/fakes/openai_audio.py, its own process; 100 ms PCM chunks "
-            "10 ms apart)",
+            "10 ms apart), and a google_speech credential pointed at the fake Google StreamingRecognize "
+            "server (tests/fakes/google_speech_server.py, its own process)",
             "",
             "| check | target | measured | verdict |",
             "| --- | --- | --- | --- |",
@@ -230,10 +405,13 @@ def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
             f"| the same: worker RSS (sum, after a {a.seconds:g} s warm-up -> end) | flat (< 5 %) | "
             f"{s['rss_kib_before'] / 1024:.1f} -> "
             f"{s['rss_kib_after'] / 1024:.1f} MiB ({growth:+.1f} %) | {rss_verdict} |",
-            "| StreamTranscribe: added time per streamed chunk | <= 5 ms | not measured yet (needs a live-"
-            "transcription provider in the bench) | - |",
+            f"| StreamTranscribe: added time per streamed chunk (100 ms of audio -> its result), p50 | "
+            f"<= 5 ms | {chunk_added:.2f} ms ({ch['p50']:.2f} - {cd['p50']:.2f}; n {ch['n']} / {cd['n']}) | "
+            f"{chunk_verdict} |",
             "",
-            f"Rounds (p50 ms): {json.dumps(result['rounds'])}",
+            f"Rounds, StreamSynthesize (p50 ms): {json.dumps(result['rounds'])}",
+            "",
+            f"Rounds, StreamTranscribe per chunk (p50 ms): {json.dumps(result['chunk_rounds'])}",
             "",
         ]
     )
@@ -245,9 +423,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--streams", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-speech.md"))
+    ap.add_argument("--chunks", type=int, default=200, help="chunks per StreamTranscribe round")
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-google", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chunk-delay", type=float, default=0.01, help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.serve_google:
+        asyncio.run(serve_google())
+        return 0
     if a.serve_fake is not None:
         asyncio.run(serve_fake(a.serve_fake, a.chunk_delay))
         return 0
