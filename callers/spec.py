@@ -83,6 +83,19 @@ def _check_section(section: str, fields: tuple[CredentialField, ...], values: Ma
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechFormats:
+    """What a speech provider takes and gives natively, for the README's speech table.
+
+    Any format the hub accepts reaches any provider, and any output format the hub
+    offers comes back from any provider: the caller converts (callers.audio) where
+    the provider lacks it. These say where no conversion happens. Free text, short.
+    """
+
+    stt_input: str = ""  # e.g. "wav, mp3, flac, ogg/opus; linear16/mulaw raw at any rate"
+    tts_output: str = ""  # e.g. "mp3, ogg/opus, wav 24 kHz, linear16 24 kHz"
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSpec:
     name: str
     display_name: str
@@ -98,6 +111,8 @@ class ProviderSpec:
     # Top-level modules of the SDK the capability modules import (e.g. ("openai",)), so
     # that the hub can report whether the extra is installed without importing it.
     sdk_modules: tuple[str, ...] = ()
+    # Speech providers: their native formats (README's speech table).
+    speech_formats: SpeechFormats | None = None
 
     def __post_init__(self) -> None:
         # A malformed spec is a programming error in this package: fail at import.

@@ -119,12 +119,13 @@ class SpeechApi:
         config = first.config
         neutral = convert.input_synthesize_request(config)
         timing = Timing(started=call.started)
-        fragments = _text_fragments(requests)
+        counted = _CharacterCount()
+        fragments = _text_fragments(requests, counted)
         provider, chunks = await self._speech.stream_synthesize_input(
             call, config.credential, neutral, fragments, call.time_left(STREAM_TIMEOUT), timing
         )
         try:
-            async for message in _audio_messages(chunks, neutral, provider, timing, None):
+            async for message in _audio_messages(chunks, neutral, provider, timing, counted):
                 yield message
         finally:
             await _aclose(chunks)
@@ -144,13 +145,23 @@ async def _audio_chunks(requests: AsyncIterator[pb.StreamTranscribeRequest]) -> 
             yield message.audio
 
 
+class _CharacterCount:
+    """Characters of an input stream's text, known only when the stream has ended."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 async def _text_fragments(
-    requests: AsyncIterator[pb.StreamSynthesizeInputRequest],
+    requests: AsyncIterator[pb.StreamSynthesizeInputRequest], counted: _CharacterCount
 ) -> AsyncIterator[t.TextInput]:
     async for message in requests:
         which = message.WhichOneof("message")
         if which == "text":
             if message.text:
+                counted.value += len(message.text)
                 yield message.text
         elif which == "flush":
             if message.flush:
@@ -164,7 +175,7 @@ async def _audio_messages(
     request: t.SynthesizeRequest,
     provider: str,
     timing: Timing,
-    characters: int | None,
+    characters: int | _CharacterCount,
 ) -> AsyncIterator[pb.StreamSynthesizeResponse]:
     """Audio messages, then the end message (its duration where the format tells)."""
     produced, request_id = 0, ""
@@ -175,7 +186,7 @@ async def _audio_messages(
             yield pb.StreamSynthesizeResponse(audio=chunk.audio)
     timing.finished = time.monotonic()
     end = pb.StreamSynthesizeEnd(
-        characters=characters if characters is not None else 0,
+        characters=characters if isinstance(characters, int) else characters.value,
         provider=provider,
         provider_request_id=request_id,
         timings=timing.to_proto(),

@@ -6,7 +6,7 @@ imported by the capability modules only.
 
 from callers.base import Capability
 from callers.google_service_account import FIELD, check_service_account
-from callers.spec import CredentialField, ProviderSpec
+from callers.spec import CredentialField, ProviderSpec, SpeechFormats
 
 SPEC = ProviderSpec(
     name="google_speech",
@@ -26,7 +26,22 @@ SPEC = ProviderSpec(
     ),
     extra_validation=check_service_account,
     capabilities=frozenset(
-        {Capability.STT, Capability.STREAM_STT, Capability.TTS, Capability.VOICES, Capability.VERIFY}
+        {
+            Capability.STT,
+            Capability.STREAM_STT,
+            Capability.TTS,
+            Capability.STREAM_TTS,
+            Capability.STREAM_TTS_INPUT,
+            Capability.VOICES,
+            Capability.VERIFY,
+        }
+    ),
+    speech_formats=SpeechFormats(
+        stt_input="wav, mp3, flac, ogg/opus, webm/opus, mp4/aac; raw linear16/mulaw/alaw at any rate",
+        tts_output=(
+            "wav linear16 at any rate, mp3, ogg/opus; streamed (Chirp 3: HD voices only): "
+            "raw linear16/mulaw/alaw at any rate, ogg/opus"
+        ),
     ),
     sdk_modules=("google.cloud.speech_v2", "google.cloud.texttospeech_v1", "google.auth", "grpc"),
 )

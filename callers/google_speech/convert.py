@@ -209,7 +209,7 @@ def synthesis_plan(output: AudioFormat) -> tuple[Any, bool]:
 
 def synthesize_request(request: SynthesizeRequest, encoding: Any, rate: int) -> tts.SynthesizeSpeechRequest:
     text = {"ssml": request.text} if request.is_ssml else {"text": request.text}
-    language = request.language or _language_of_voice(request.voice)
+    language = request.language or language_of_voice(request.voice)
     voice = tts.VoiceSelectionParams(language_code=language, name=request.voice)
     config = tts.AudioConfig(audio_encoding=encoding, sample_rate_hertz=rate)
     if request.speed is not None:
@@ -217,7 +217,7 @@ def synthesize_request(request: SynthesizeRequest, encoding: Any, rate: int) -> 
     return tts.SynthesizeSpeechRequest(input=tts.SynthesisInput(**text), voice=voice, audio_config=config)
 
 
-def _language_of_voice(voice: str) -> str:
+def language_of_voice(voice: str) -> str:
     # "en-US-Neural2-C" -> "en-US"
     parts = voice.split("-")
     return "-".join(parts[:2]) if len(parts) >= 3 else "en-US"

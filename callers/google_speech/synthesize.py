@@ -1,15 +1,17 @@
-"""TTS: Text-to-Speech v1 SynthesizeSpeech over gRPC, in the asked format natively or converted."""
+"""TTS: Text-to-Speech v1 SynthesizeSpeech over gRPC, in the asked format natively or
+converted; STREAM_TTS and STREAM_TTS_INPUT: StreamingSynthesize (synthesis_stream.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from callers import audio
 from callers.base import SecretFields
 from callers.google_speech import convert
 from callers.google_speech.client import auth_metadata, tts_client, tts_target
 from callers.google_speech.errors import call_errors, from_grpc
-from callers.types import AudioContainer, SynthesizeRequest, SynthesizeResponse
+from callers.google_speech.synthesis_stream import sentences, single, streaming_config, synthesis_stream
+from callers.types import AudioChunk, AudioContainer, SynthesizeRequest, SynthesizeResponse, TextInput
 
 SERVICE = "Text-to-Speech"
 
@@ -36,6 +38,24 @@ class GoogleSynthesizer:
             data = audio.convert(data, AudioContainer.WAV, output)
         info = audio.probe(data, output)
         return SynthesizeResponse(audio=data, audio_format=output, duration=info.duration)
+
+    def stream_synthesize(
+        self, secret: SecretFields, options: Mapping[str, str], request: SynthesizeRequest, *, timeout: float
+    ) -> AsyncIterator[AudioChunk]:
+        streaming_config(request)  # refuse bad input now, not at the first chunk
+        return synthesis_stream(secret, options, request, single(request.text), timeout=timeout)
+
+    def stream_synthesize_input(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        request: SynthesizeRequest,
+        text: AsyncIterator[TextInput],
+        *,
+        timeout: float,
+    ) -> AsyncIterator[AudioChunk]:
+        streaming_config(request)
+        return synthesis_stream(secret, options, request, sentences(text), timeout=timeout)
 
 
 CALLER = GoogleSynthesizer()

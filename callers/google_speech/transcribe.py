@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from callers.base import ProviderTimeout, SecretFields
 from callers.google_speech import convert
 from callers.google_speech.client import auth_metadata, recognizer, speech_client, speech_target
 from callers.google_speech.errors import FirstStatus, call_errors, from_grpc
+from callers.google_speech.streams import next_until_quiet, open_stream
 from callers.types import (
     StreamTranscribeEnd,
     StreamTranscribeEvent,
@@ -77,7 +77,9 @@ class GoogleTranscriber:
         first_status = FirstStatus()
         try:
             try:
-                call = await asyncio.wait_for(_open(client, requests(), metadata), timeout=timeout)
+                call = await asyncio.wait_for(
+                    open_stream(client.streaming_recognize, requests(), metadata), timeout=timeout
+                )
                 call.add_done_callback(first_status)
                 responses = call.__aiter__()
                 last_end = 0.0
@@ -86,7 +88,7 @@ class GoogleTranscriber:
                         if sent.is_set():
                             response = await asyncio.wait_for(responses.__anext__(), timeout=timeout)
                         else:
-                            response = await _next_until_quiet(responses, sent, timeout)
+                            response = await next_until_quiet(responses, sent, timeout)
                     except StopAsyncIteration:
                         break
                     for event in convert.stream_events(response, last_end):
@@ -102,32 +104,6 @@ class GoogleTranscriber:
         finally:
             if call is not None:
                 call.cancel()
-
-
-async def _open(client: Any, requests: AsyncIterator[Any], metadata: Any) -> Any:
-    result = client.streaming_recognize(requests=requests, retry=None, metadata=metadata)
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result
-
-
-async def _next_until_quiet(responses: Any, sent: asyncio.Event, timeout: float) -> Any:
-    """The next response; while the client still sends audio, silence is no timeout."""
-    nxt = asyncio.ensure_future(responses.__anext__())
-    try:
-        while True:
-            waiter = asyncio.ensure_future(sent.wait())
-            done, _ = await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt in done:
-                waiter.cancel()
-                return nxt.result()
-            # audio ended: from now on the provider has `timeout` to answer
-            return await asyncio.wait_for(asyncio.shield(nxt), timeout=timeout)
-    finally:
-        if not nxt.done():
-            nxt.cancel()
-            with contextlib.suppress(BaseException):
-                await nxt
 
 
 CALLER = GoogleTranscriber()

@@ -7,7 +7,7 @@ Pure data: importing this package must import neither the SDK nor aiohttp.
 
 from callers.base import Capability
 from callers.openai.vendor import OpenAIWireVendor
-from callers.spec import CredentialField, ProviderSpec
+from callers.spec import CredentialField, ProviderSpec, SpeechFormats
 
 SPEC = ProviderSpec(
     name="openai",
@@ -32,6 +32,10 @@ SPEC = ProviderSpec(
             Capability.STREAM_TTS,
             Capability.VOICES,
         }
+    ),
+    speech_formats=SpeechFormats(
+        stt_input="wav, mp3, flac, ogg/opus, webm/opus, mp4/aac",
+        tts_output="mp3, ogg/opus, flac, wav and raw linear16 at 24 kHz",
     ),
     sdk_modules=("openai",),
 )

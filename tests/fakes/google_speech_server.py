@@ -67,6 +67,8 @@ class FakeGoogleSpeech:
     stream_requests: list[stt.StreamingRecognizeRequest] = field(default_factory=list)
     synthesize_requests: list[tts.SynthesizeSpeechRequest] = field(default_factory=list)
     list_voices_requests: list[tts.ListVoicesRequest] = field(default_factory=list)
+    streaming_synthesize_requests: list[tts.StreamingSynthesizeRequest] = field(default_factory=list)
+    synthesis_chunk_delay: float = 0.0  # pause between the audio chunks of a streamed synthesis
     metadata: list[dict[str, str]] = field(default_factory=list)  # per RPC
     assertions: list[dict[str, Any]] = field(default_factory=list)
     cancelled_at: list[float] = field(default_factory=list)  # monotonic times a stream was cancelled
@@ -185,6 +187,11 @@ class FakeGoogleSpeech:
                     self._synthesize,
                     request_deserializer=tts.SynthesizeSpeechRequest.deserialize,
                     response_serializer=tts.SynthesizeSpeechResponse.serialize,
+                ),
+                "StreamingSynthesize": grpc.stream_stream_rpc_method_handler(
+                    self._streaming_synthesize,
+                    request_deserializer=tts.StreamingSynthesizeRequest.deserialize,
+                    response_serializer=tts.StreamingSynthesizeResponse.serialize,
                 ),
                 "ListVoices": grpc.unary_unary_rpc_method_handler(
                     self._list_voices,
@@ -358,6 +365,68 @@ class FakeGoogleSpeech:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Unsupported audio_encoding.")
             raise AssertionError("abort raises")
         return tts.SynthesizeSpeechResponse(audio_content=audio.encode(pcm, target))
+
+    async def _streaming_synthesize(
+        self,
+        requests: AsyncIterator[tts.StreamingSynthesizeRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[tts.StreamingSynthesizeResponse]:
+        """As Google's: a config first, then text inputs, each synthesized as it comes
+        (Chirp 3: HD voices only; PCM, MULAW, ALAW or OGG_OPUS), in 100 ms pieces."""
+
+        def done(call: Any) -> None:
+            if context.cancelled():
+                self.cancelled_at.append(time.monotonic())
+
+        context.add_done_callback(done)
+        iterator = requests.__aiter__()
+        first = await iterator.__anext__()
+        await self._admit(context, None)
+        self.streaming_synthesize_requests.append(first)
+        if "streaming_config" not in first:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "The first request must hold streaming_config."
+            )
+        voice = first.streaming_config.voice.name
+        if "Chirp3-HD" not in voice or voice not in {v[0] for v in VOICES}:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Voice '{voice}' does not support streaming synthesis."
+            )
+        config = first.streaming_config.streaming_audio_config
+        rate = config.sample_rate_hertz or 24000
+        enc = tts.AudioEncoding
+        target = {
+            enc.PCM: AudioFormat(AudioEncoding.PCM_S16LE, AudioContainer.RAW, rate),
+            enc.MULAW: AudioFormat(AudioEncoding.MULAW, AudioContainer.RAW, rate),
+            enc.ALAW: AudioFormat(AudioEncoding.ALAW, AudioContainer.RAW, rate),
+            enc.OGG_OPUS: AudioFormat(AudioEncoding.OPUS, AudioContainer.OGG, rate),
+        }.get(config.audio_encoding)
+        if target is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "Streaming supports PCM, ALAW, MULAW and OGG_OPUS."
+            )
+            raise AssertionError("abort raises")
+        try:
+            async for message in iterator:
+                self.streaming_synthesize_requests.append(message)
+                if "streaming_config" in message:
+                    await context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "streaming_config only in the first request."
+                    )
+                seconds = max(0.2, len(message.input.text) * SECONDS_PER_CHAR / (config.speaking_rate or 1.0))
+                t = np.arange(int(rate * seconds)) / rate
+                encoded = audio.encode(
+                    audio.Pcm((np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes(), rate), target
+                )
+                piece = max(1, len(encoded) * 100 // max(1, int(seconds * 1000)))  # about 100 ms of audio
+                for at in range(0, len(encoded), piece):
+                    yield tts.StreamingSynthesizeResponse(audio_content=encoded[at : at + piece])
+                    if self.synthesis_chunk_delay:
+                        await asyncio.sleep(self.synthesis_chunk_delay)
+        except asyncio.CancelledError:
+            if not self.cancelled_at:
+                self.cancelled_at.append(time.monotonic())
+            raise
 
     async def _list_voices(
         self, request: tts.ListVoicesRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -206,7 +206,7 @@ async def test_a_stream_with_a_bad_credential_fails_with_the_providers_status(
     assert "PROVIDER_AUTH_FAILED" in str(status.trailing)
 
 
-async def drain(call: AsyncIterator[pb.StreamTranscribeResponse]) -> None:
+async def drain(call: AsyncIterator[object]) -> None:
     async with asyncio.timeout(20):
         async for _ in call:
             pass
@@ -247,3 +247,75 @@ async def test_an_hour_of_audio_streams_through_in_flat_memory(
     growth = max(samples.values()) - samples[300]
     # Buffering the stream would hold ~100 MB by the end; chunk-by-chunk holds a few.
     assert growth < 16 * 1024 * 1024, {k: v // 1024 for k, v in samples.items()}
+
+
+# --- StreamSynthesizeInput and StreamSynthesize, through the same credential -------------
+
+CHIRP = "en-GB-Chirp3-HD-Aoede"
+PCM_24K = pb.AudioFormat(encoding=pb.AUDIO_ENCODING_LINEAR16, sample_rate_hz=24000)
+
+
+async def text_requests(*fragments: str | None) -> AsyncIterator[pb.StreamSynthesizeInputRequest]:
+    """A config, then `fragments` as an LLM would stream them (None: a flush)."""
+    yield pb.StreamSynthesizeInputRequest(
+        config=pb.StreamSynthesizeInputConfig(credential="ears", voice=CHIRP, output_format=PCM_24K)
+    )
+    for fragment in fragments:
+        if fragment is None:
+            yield pb.StreamSynthesizeInputRequest(flush=True)
+        else:
+            yield pb.StreamSynthesizeInputRequest(text=fragment)
+        await asyncio.sleep(0.005)
+
+
+async def test_input_streaming_through_the_hub(hub: HubUnderTest, google: FakeGoogleSpeech) -> None:
+    stub = speech_pb2_grpc.SpeechServiceStub(hub.channel)
+    async with asyncio.timeout(20):
+        messages = [
+            m
+            async for m in stub.StreamSynthesizeInput(
+                text_requests("Thanks for call", "ing. Your order", " ships today", None, " by noon"),
+                metadata=hub.auth(hub.tokens.invoke_only),
+            )
+        ]
+    sent = [r.input.text for r in google.streaming_synthesize_requests[1:]]
+    assert sent == ["Thanks for calling. ", "Your order ships today", " by noon"]
+    assert messages[-1].WhichOneof("event") == "end"
+    audio_bytes = b"".join(m.audio for m in messages if m.WhichOneof("event") == "audio")
+    assert len(audio_bytes) > 0
+    assert len(audio_bytes) % 2 == 0, "whole 16-bit samples"
+    end = messages[-1].end
+    assert end.characters == len("Thanks for calling. Your order ships today by noon")
+    assert seconds(end.audio_duration) == pytest.approx(len(audio_bytes) / 48000, abs=0.01)
+
+
+async def test_stream_synthesize_through_the_hub(hub: HubUnderTest, google: FakeGoogleSpeech) -> None:
+    stub = speech_pb2_grpc.SpeechServiceStub(hub.channel)
+    request = pb.SynthesizeRequest(
+        credential="ears",
+        text="One moment please.",
+        voice=CHIRP,
+        output_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_MULAW, sample_rate_hz=8000),
+    )
+    async with asyncio.timeout(20):
+        messages = [
+            m async for m in stub.StreamSynthesize(request, metadata=hub.auth(hub.tokens.invoke_only))
+        ]
+    config = google.streaming_synthesize_requests[0].streaming_config
+    assert config.streaming_audio_config.audio_encoding.name == "MULAW"
+    audio_bytes = b"".join(m.audio for m in messages if m.WhichOneof("event") == "audio")
+    assert len(audio_bytes) / 8000 == pytest.approx(seconds(messages[-1].end.audio_duration), abs=0.01)
+
+
+async def test_a_voice_google_cannot_stream_is_refused_naming_it(
+    hub: HubUnderTest, google: FakeGoogleSpeech
+) -> None:
+    stub = speech_pb2_grpc.SpeechServiceStub(hub.channel)
+    request = pb.SynthesizeRequest(
+        credential="ears", text="Hi.", voice="en-US-Neural2-C", output_format=PCM_24K
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await drain(stub.StreamSynthesize(request, metadata=hub.auth(hub.tokens.invoke_only)))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("voice")
+    assert not google.streaming_synthesize_requests
