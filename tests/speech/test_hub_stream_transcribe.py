@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import openai
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import duration_pb2
 
-from callers import pools
+from callers import audio, pools
 from callers.google_speech.errors import FirstStatus
+from callers.types import AudioContainer
 from integration_hub.v1 import credentials_pb2 as cpb
 from integration_hub.v1 import speech_pb2 as pb
 from integration_hub.v1 import speech_pb2_grpc
@@ -319,3 +321,24 @@ async def test_a_voice_google_cannot_stream_is_refused_naming_it(
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert raised.value.details().startswith("voice")
     assert not google.streaming_synthesize_requests
+
+
+# --- the openai SDK's audio calls, answered by Google through the hub ----------------------
+
+
+async def test_the_openai_sdk_transcribes_and_speaks_through_google(
+    hub: HubUnderTest, google: FakeGoogleSpeech, speech: Speech
+) -> None:
+    async with openai.AsyncOpenAI(
+        base_url=hub.http_base + "/openai/v1", api_key=hub.tokens.invoke_only, max_retries=0
+    ) as client:
+        text = await client.audio.transcriptions.create(
+            model="ears/", file=("hello.wav", speech.file("wav_16k")), language="en"
+        )
+        assert text.text == google.transcript
+        spoken = await client.audio.speech.create(
+            model="ears/", input="See you soon.", voice="en-US-Neural2-C", response_format="wav"
+        )
+    wav = spoken.read()
+    assert audio.probe(wav, AudioContainer.WAV).sample_rate_hz == 24000
+    assert google.synthesize_requests[-1].voice.name == "en-US-Neural2-C"
