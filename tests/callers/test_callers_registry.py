@@ -81,7 +81,6 @@ PROTOCOLS = {
 }
 # Providers whose callers arrive with later issues (speech, telephony) list nothing yet.
 NOT_YET_IMPLEMENTED = {
-    "deepgram",
     "assemblyai",
     "cartesia",
     "sarvam",
@@ -114,7 +113,7 @@ def test_sdk_installed_finds_the_sdk_without_importing_it(monkeypatch: pytest.Mo
     for name in VERIFIED_BY_OPENAI_SDK:
         assert registry.spec(name).sdk_modules == ("openai",)
         assert registry.sdk_installed(name) is True
-    assert registry.sdk_installed("deepgram") is True  # no capability yet, so nothing to install
+    assert registry.sdk_installed("deepgram") is True  # deepgram-sdk is installed in the dev venv
     monkeypatch.setitem(sys.modules, "openai", None)  # how Python marks a module unimportable
     assert registry.sdk_installed("openai") is False
 
@@ -132,15 +131,15 @@ def test_capability_not_listed_is_not_supported() -> None:
         registry.capability("anthropic", Capability.STT)
     assert str(caught.value) == "provider 'anthropic' does not support capability 'stt'"
     assert (caught.value.provider, caught.value.capability) == ("anthropic", "stt")
-    with pytest.raises(NotSupported, match="'deepgram' does not support capability 'verify'"):
-        registry.capability("deepgram", Capability.VERIFY)
+    with pytest.raises(NotSupported, match="'exotel' does not support capability 'verify'"):
+        registry.capability("exotel", Capability.VERIFY)
 
 
 async def test_verify_of_provider_without_verify_raises_not_supported() -> None:
     from tests.fakes.secret_fields import PlainSecret
 
     with pytest.raises(NotSupported):
-        await registry.verify("deepgram", PlainSecret(api_key="x"), {}, timeout=1)
+        await registry.verify("exotel", PlainSecret(api_key="x"), {}, timeout=1)
 
 
 def test_every_capability_has_a_module() -> None:
