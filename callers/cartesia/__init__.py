@@ -1,6 +1,11 @@
-"""Cartesia (text to speech, speech to text). Pure data; capabilities arrive later."""
+"""Cartesia (text to speech, speech to text). Pure data.
 
-from callers.spec import CredentialField, ProviderSpec
+Every capability speaks Cartesia's wire itself over the pooled aiohttp session (HTTP and
+websockets, see client.py for why not the SDK), so no SDK module is needed.
+"""
+
+from callers.base import Capability
+from callers.spec import CredentialField, ProviderSpec, SpeechFormats
 
 SPEC = ProviderSpec(
     name="cartesia",
@@ -13,4 +18,20 @@ SPEC = ProviderSpec(
             "api_version", default="2025-04-16", description="Sent as the Cartesia-Version header"
         ),
     ),
+    capabilities=frozenset(
+        {
+            Capability.TTS,
+            Capability.STREAM_TTS,
+            Capability.STREAM_TTS_INPUT,
+            Capability.VOICES,
+            Capability.VERIFY,
+            Capability.STT,
+            Capability.STREAM_STT,
+        }
+    ),
+    speech_formats=SpeechFormats(
+        stt_input="wav, mp3, flac, ogg/opus, webm/opus, mp4/aac; live: raw linear16/mulaw/alaw at any rate",
+        tts_output="raw and wav linear16/mulaw/alaw, mp3, at 8, 16, 22.05, 24, 44.1, 48 kHz (live: raw)",
+    ),
+    sdk_modules=(),
 )
