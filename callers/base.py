@@ -23,17 +23,26 @@ from callers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
+    WebhookRejected,
     error_from_http_status,
     parse_retry_after,
 )
 from callers.types import (
     AudioChunk,
+    AudioFormat,
+    CallAction,
+    CallEvent,
+    CallState,
     ChatEvent,
     ChatRequest,
     ChatResponse,
     EmbedRequest,
     EmbedResponse,
     HangupRequest,
+    Instructions,
+    MediaEvent,
+    MediaOptions,
+    OutgoingFrame,
     PlaceCallRequest,
     PlaceCallResponse,
     RerankRequest,
@@ -46,15 +55,19 @@ from callers.types import (
     TranscribeRequest,
     TranscribeResponse,
     Voice,
+    WebhookRequest,
 )
 
 __all__ = [
     "AuthenticationFailed",
+    "CallEventHandler",
+    "CallMedia",
     "CallerError",
     "Capability",
     "ChatCaller",
     "Embedder",
     "InvalidRequest",
+    "MediaSession",
     "MissingExtra",
     "NotFound",
     "NotSupported",
@@ -74,6 +87,7 @@ __all__ = [
     "Verifier",
     "VerifyResult",
     "VoiceLister",
+    "WebhookRejected",
     "error_from_http_status",
     "parse_retry_after",
 ]
@@ -90,7 +104,9 @@ class Capability(StrEnum):
     STREAM_TTS = "stream_tts"
     STREAM_TTS_INPUT = "stream_tts_input"  # text fragments in, audio out (websocket TTS)
     VOICES = "voices"
-    TELEPHONY = "telephony"
+    TELEPHONY = "telephony"  # place, hang up and read calls
+    CALL_EVENTS = "call_events"  # the provider's signed webhooks, and call instructions
+    CALL_MEDIA = "call_media"  # the provider's live call audio websocket
     VERIFY = "verify"
 
 
@@ -274,6 +290,12 @@ class VoiceLister(Protocol):
     ) -> list[Voice]: ...
 
 
+# Telephony. The hub validates numbers (E.164), makes call ids and the per-call public
+# URLs (each with an unguessable token in its path, checked before any caller is asked),
+# applies events once and in order, and converts and paces media; a caller only speaks
+# its provider's API, its webhooks and its media framing.
+
+
 @runtime_checkable
 class Telephony(Protocol):
     async def place_call(
@@ -285,6 +307,7 @@ class Telephony(Protocol):
         timeout: float,
     ) -> PlaceCallResponse: ...
 
+    # Hanging up a call that already ended is not an error (returns normally).
     async def hangup(
         self,
         secret: SecretFields,
@@ -293,3 +316,70 @@ class Telephony(Protocol):
         *,
         timeout: float,
     ) -> None: ...
+
+    # The call's state as the provider has it now (NotFound for an unknown call id).
+    async def get_call(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        provider_call_id: str,
+        *,
+        timeout: float,
+    ) -> CallState: ...
+
+
+@runtime_checkable
+class CallEventHandler(Protocol):
+    # Sync: no network, only the provider's signature scheme (HMAC, JWT) over the
+    # request. Raises WebhookRejected (the hub answers 403 and stores nothing) when the
+    # request is not signed as the provider signs it; a provider without a signature
+    # scheme (exotel) returns at once, the per-call URL token being its authentication.
+    def authenticate(
+        self, secret: SecretFields, options: Mapping[str, str], request: WebhookRequest
+    ) -> None: ...
+
+    # The call events in an authenticated request (usually one). InvalidRequest names
+    # what is malformed. Events for a status the hub does not track have status None.
+    def parse_events(self, options: Mapping[str, str], request: WebhookRequest) -> list[CallEvent]: ...
+
+    # The call's instructions, for providers that ask for them when the call is
+    # answered (Vonage answer_url, Exotel's dynamic URL); NotSupported where the
+    # instructions go with the call itself (Twilio's inline TwiML).
+    def answer(
+        self, options: Mapping[str, str], request: WebhookRequest, action: CallAction
+    ) -> Instructions: ...
+
+
+@runtime_checkable
+class MediaSession(Protocol):
+    """One provider media websocket, framed both ways; made per connection."""
+
+    # The audio the provider sends and takes, once known (from the start / connected
+    # message); None before. The hub converts to and from the client's format.
+    @property
+    def native_format(self) -> AudioFormat | None: ...
+
+    # Bytes of one outgoing frame in native_format (20 ms, or the provider's size).
+    @property
+    def frame_bytes(self) -> int: ...
+
+    # One websocket message from the provider -> its events ([] for keep-alives and
+    # messages of no interest). InvalidRequest names what is malformed.
+    def decode(self, message: str | bytes) -> list[MediaEvent]: ...
+
+    # One frame of native audio (frame_bytes long; the last of a stretch may be shorter).
+    def audio_frame(self, frame: bytes) -> OutgoingFrame: ...
+
+    # A mark after the audio sent so far: the provider reports it played (MARK event).
+    # None when the provider has no marks: the hub then reports the mark itself when
+    # its pacer has sent the audio before it.
+    def mark(self, name: str) -> OutgoingFrame | None: ...
+
+    # Drop what the provider has buffered (barge-in). None when it buffers nothing the
+    # hub did not pace out itself.
+    def clear(self) -> OutgoingFrame | None: ...
+
+
+@runtime_checkable
+class CallMedia(Protocol):
+    def open_session(self, options: Mapping[str, str], connection: MediaOptions) -> MediaSession: ...

@@ -56,6 +56,12 @@ class ProviderTimeout(CallerError):
     """No answer within the caller's timeout, or the provider reported a timeout."""
 
 
+class WebhookRejected(CallerError):
+    """A request claiming to come from the provider is not signed as the provider signs
+    it (missing, forged or stale signature). The hub answers 403 and stores nothing;
+    the message says what failed, never the expected signature."""
+
+
 class MissingExtra(CallerError):
     """The optional SDK a provider needs is not installed in this deployment."""
 

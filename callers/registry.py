@@ -74,6 +74,8 @@ CAPABILITY_MODULES: Mapping[Capability, str] = {
     Capability.STREAM_TTS_INPUT: "synthesize",
     Capability.VOICES: "voices",
     Capability.TELEPHONY: "telephony",
+    Capability.CALL_EVENTS: "webhooks",
+    Capability.CALL_MEDIA: "media",
 }
 
 # The attribute every capability module exports.

@@ -12,6 +12,8 @@ import pytest
 
 from callers import registry
 from callers.base import (
+    CallEventHandler,
+    CallMedia,
     Capability,
     ChatCaller,
     Embedder,
@@ -23,6 +25,7 @@ from callers.base import (
     StreamTextSynthesizer,
     StreamTranscriber,
     Synthesizer,
+    Telephony,
     Transcriber,
     Verifier,
     VoiceLister,
@@ -78,6 +81,9 @@ PROTOCOLS = {
     Capability.STREAM_TTS: (StreamSynthesizer,),
     Capability.STREAM_TTS_INPUT: (StreamTextSynthesizer,),
     Capability.VOICES: (VoiceLister,),
+    Capability.TELEPHONY: (Telephony,),
+    Capability.CALL_EVENTS: (CallEventHandler,),
+    Capability.CALL_MEDIA: (CallMedia,),
 }
 # Providers whose callers arrive with later issues (speech, telephony) list nothing yet.
 NOT_YET_IMPLEMENTED = {
