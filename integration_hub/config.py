@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -37,6 +38,10 @@ class Settings:
     tls_client_ca_file: str | None = None
     # Server processes for `serve` (a supervisor and this many workers); None: one per core.
     workers: int | None = None
+    # The hub's address as telephony providers reach it (https://hub.example.com): the
+    # base of the status-callback, answer and media URLs handed to them. Unset: the
+    # TelephonyService refuses to place calls (FAILED_PRECONDITION naming this).
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +62,7 @@ class Settings:
             tls_key_file=_optional(env, "HUB_TLS_KEY_FILE"),
             tls_client_ca_file=_optional(env, "HUB_TLS_CLIENT_CA_FILE"),
             workers=_optional_positive_int(env, "HUB_WORKERS"),
+            public_url=_public_url(env, "HUB_PUBLIC_URL"),
         )
         settings.check()
         return settings
@@ -73,6 +79,18 @@ class Settings:
 def _optional(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None
+
+
+def _public_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"{name}: {raw!r} is not an http(s):// URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{name}: must have no query, fragment or user info")
+    return raw.rstrip("/")
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

@@ -27,8 +27,13 @@ from integration_hub.speech import SpeechService
 from integration_hub.speech_api import SpeechApi
 from integration_hub.store import open_store
 from integration_hub.store.base import Store
+from integration_hub.telephony.api import TelephonyApi
+from integration_hub.telephony.calls import TelephonyCalls
+from integration_hub.telephony.events import CallEvents
+from integration_hub.telephony.urls import CallUrls
+from integration_hub.telephony.webhooks import TelephonyWebhooks
 from integration_hub.usage import UsageApi, UsageRecorder
-from integration_hub.v1 import chat_pb2, credentials_pb2, speech_pb2, usage_pb2
+from integration_hub.v1 import chat_pb2, credentials_pb2, speech_pb2, telephony_pb2, usage_pb2
 from integration_hub.vault import KeyringError, KeyringSource
 from integration_hub.vault.service import Vault
 
@@ -87,6 +92,9 @@ class Hub:
     limiter_redis: Any = None
     usage: UsageRecorder | None = None
     speech: SpeechService | None = None
+    telephony: TelephonyCalls | None = None
+    # The public endpoints telephony providers call (events, instructions).
+    webhooks: TelephonyWebhooks | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
@@ -118,6 +126,10 @@ class Hub:
         speech = SpeechService(
             credentials, policy_engine, observers, max_audio_bytes=settings.max_request_bytes
         )
+        telephony = TelephonyCalls(
+            credentials, policy_engine, observers, store=store, public_url=settings.public_url
+        )
+        call_events = CallEvents(store, credentials)
         usage.start()
         methods = method_table(
             [
@@ -125,6 +137,10 @@ class Hub:
                 (chat_pb2.DESCRIPTOR.services_by_name["ChatService"], ChatApi(llm)),
                 (speech_pb2.DESCRIPTOR.services_by_name["SpeechService"], SpeechApi(speech)),
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
+                (
+                    telephony_pb2.DESCRIPTOR.services_by_name["TelephonyService"],
+                    TelephonyApi(telephony, call_events),
+                ),
             ]
         )
         dispatcher = Dispatcher(methods, Authenticator(store, token_cache))
@@ -145,6 +161,10 @@ class Hub:
             limiter_redis=limiter_redis,
             usage=usage,
             speech=speech,
+            telephony=telephony,
+            webhooks=TelephonyWebhooks(
+                call_events, CallUrls(settings.public_url) if settings.public_url else None
+            ),
         )
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:

@@ -179,6 +179,7 @@ def hub_env(settings: Settings, **extra: str) -> dict[str, str]:
         "HUB_DRAIN_SECONDS": str(settings.drain_seconds),
         "HUB_LOG_LEVEL": "DEBUG",
         "HUB_POLICY_FILE": settings.policy_file,
+        "HUB_PUBLIC_URL": settings.public_url,
     }
     env.update({k: v for k, v in values.items() if v})
     env.update(extra)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, Protocol
 
+from .calls import CallStore
+
 
 class StoreError(Exception):
     """Base of the store's own errors (never carries row contents)."""
@@ -144,8 +146,9 @@ class UsageTotals:
     day: date | None = None
 
 
-class Store(Protocol):
-    """Persistence for credentials, tokens, key usage counters, the audit trail and usage records."""
+class Store(CallStore, Protocol):
+    """Persistence for credentials, tokens, key usage counters, the audit trail, usage records
+    and (CallStore, in calls.py) telephony's calls and events."""
 
     async def connect(self) -> None: ...
 

@@ -51,6 +51,7 @@ from .base import (
     UsageTotals,
 )
 from .migrations import load_migrations, migrate_postgres
+from .postgres_calls import PostgresCalls
 
 # Errors meaning "the database cannot be reached or refused the operation", as opposed
 # to a bug in a query. TimeoutError (connect timeout) is an OSError.
@@ -131,7 +132,7 @@ def _is_unavailability(exc: BaseException) -> bool:
     return isinstance(exc, _UNAVAILABLE_ERRORS) and not isinstance(exc, ValueError)
 
 
-class PostgresStore:
+class PostgresStore(PostgresCalls):
     def __init__(
         self,
         url: str,

@@ -50,6 +50,7 @@ from .base import (
     UsageTotals,
 )
 from .migrations import load_migrations, migrate_sqlite
+from .sqlite_calls import SqliteCalls
 
 IN_MEMORY = ":memory:"
 
@@ -80,7 +81,7 @@ _WAL_RETRY_SECONDS = 0.01
 _NAME_CONSTRAINT_COLUMNS = "credentials.tenant_id, credentials.name"
 
 
-class SqliteStore:
+class SqliteStore(SqliteCalls):
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms

@@ -1,0 +1,94 @@
+"""The public HTTP endpoints providers call: a call's events and its instructions.
+
+These are reached from the internet, not by the platform's services: no hub token, the
+call's URL token and the provider's signature instead (events.py). Bodies are bounded;
+a refused request is answered with its status and a short plain-text reason, and
+nothing of it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from callers import types as t
+from integration_hub.store.base import StoreUnavailable
+from integration_hub.telephony import urls as call_urls
+from integration_hub.telephony.events import CallEvents, WebhookRefused
+
+log = logging.getLogger("integration_hub.telephony")
+MAX_WEBHOOK_BYTES = 64 * 1024
+FORM = "application/x-www-form-urlencoded"
+
+
+async def read_webhook(request: web.Request, urls: call_urls.CallUrls) -> t.WebhookRequest:
+    """The request as a caller checks it: the public URL the provider used, lower-case
+    headers, the body (bounded) and its form fields (or the query of a GET)."""
+    if request.content_length is not None and request.content_length > MAX_WEBHOOK_BYTES:
+        raise WebhookRefused(413, f"body over {MAX_WEBHOOK_BYTES} bytes")
+    body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise WebhookRefused(413, f"body over {MAX_WEBHOOK_BYTES} bytes")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    if request.method == "GET":
+        form = dict(request.query)
+    elif request.content_type == FORM:
+        try:
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
+        except (UnicodeDecodeError, ValueError):
+            raise WebhookRefused(400, "malformed form body") from None
+    else:
+        form = {}
+    return t.WebhookRequest(
+        method=request.method, url=urls.public(request.raw_path), headers=headers, body=body, form=form
+    )
+
+
+def _refused(exc: WebhookRefused) -> web.Response:
+    return web.Response(status=exc.status, text=exc.message + "\n")
+
+
+class TelephonyWebhooks:
+    def __init__(self, events: CallEvents, urls: call_urls.CallUrls | None) -> None:
+        self._events = events
+        self._urls = urls
+
+    def routes(self) -> list[web.RouteDef]:
+        calls = f"{call_urls.PREFIX}/calls/{{call_id}}/{{token}}"
+        return [
+            web.route("POST", f"{calls}/events", self.events),
+            web.route("GET", f"{calls}/events", self.events),
+            web.route("POST", f"{calls}/answer", self.answer),
+            web.route("GET", f"{calls}/answer", self.answer),
+        ]
+
+    def _public(self) -> call_urls.CallUrls:
+        if self._urls is None:
+            raise WebhookRefused(503, "HUB_PUBLIC_URL is not set")
+        return self._urls
+
+    async def events(self, request: web.Request) -> web.Response:
+        try:
+            webhook = await read_webhook(request, self._public())
+            await self._events.receive(request.match_info["call_id"], request.match_info["token"], webhook)
+        except WebhookRefused as exc:
+            return _refused(exc)
+        except StoreUnavailable:
+            # The provider retries a failed callback (Twilio, Vonage): nothing is lost.
+            return web.Response(status=503, text="store unavailable, retry later\n")
+        return web.Response(status=200)
+
+    async def answer(self, request: web.Request) -> web.Response:
+        try:
+            urls = self._public()
+            webhook = await read_webhook(request, urls)
+            instructions = await self._events.answer(
+                request.match_info["call_id"], request.match_info["token"], webhook, urls
+            )
+        except WebhookRefused as exc:
+            return _refused(exc)
+        except StoreUnavailable:
+            return web.Response(status=503, text="store unavailable, retry later\n")
+        return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
