@@ -41,8 +41,11 @@ def _pooled_http_client(url: str) -> httpx2.AsyncClient:
             keepalive_expiry=pools.KEEPALIVE_SECONDS,
         )
         # No client-wide timeout: every request carries the call's own, and connecting is
-        # bounded by the call's connect timeout (callers.timeouts).
-        return httpx2.AsyncClient(limits=limits, timeout=None, event_hooks={"request": [limit_connect]})
+        # bounded by the call's connect timeout (callers.timeouts). No redirects (httpx2's
+        # default, stated to stay visible): following one would carry the key along.
+        return httpx2.AsyncClient(
+            limits=limits, timeout=None, follow_redirects=False, event_hooks={"request": [limit_connect]}
+        )
 
     async def close(client: httpx2.AsyncClient) -> None:
         await client.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import anthropic
 import httpx2
 
+from callers import pools
 from callers.base import CallerError, ProviderTimeout, ProviderUnavailable, error_from_http_status
 
 # Anthropic's documented error types and the HTTP status each comes with. Needed for
@@ -54,6 +55,8 @@ def caller_error(exc: anthropic.APIError) -> CallerError:
         reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
         return ProviderUnavailable(f"could not reach {host} ({reason})")
     if isinstance(exc, anthropic.APIStatusError):
+        if 300 <= exc.status_code < 400:  # not followed (callers.anthropic.client)
+            return pools.redirect_refused(exc.status_code, host, exc.response.headers.get("location"))
         # Status first (529 overloaded is a 5xx, so ProviderUnavailable); the body's
         # error type only decides when the status cannot (see effective_status).
         return error_from_http_status(

@@ -32,12 +32,15 @@ class AzureOpenAIVerifier:
         key = secret.reveal("api_key")
         # Every argument is passed explicitly: with any of them missing the SDK would
         # fall back to AZURE_OPENAI_* / OPENAI_API_VERSION from the hub's environment.
+        # No redirects: the SDK's default client follows them, and httpx would resend the
+        # `api-key` header to wherever one points (it drops only Authorization).
         async with openai.AsyncAzureOpenAI(
             api_key=key,
             azure_endpoint=endpoint,
             api_version=settings["api_version"],
             timeout=timeout,
             max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
         ) as client:
             return await verify_by_listing_models(client, pinned_headers({"api-key": key}))
 

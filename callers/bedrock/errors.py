@@ -27,6 +27,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from urllib3.exceptions import ProtocolError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
+from callers import pools
 from callers.base import (
     AuthenticationFailed,
     CallerError,
@@ -113,6 +114,12 @@ def caller_error(exc: BaseException, host: str) -> CallerError:
     if isinstance(exc, CallerError):
         return exc
     if isinstance(exc, ClientError):  # EventStreamError (mid-stream exceptions) included
+        status, _ = _status_and_retry_after(exc)
+        if status is not None and 300 <= status < 400:
+            # Not followed (callers.bedrock.transport, redirect=False): the request is signed
+            # with the key. botocore would report it as "302: 302".
+            headers: Mapping[str, str] = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            return pools.redirect_refused(status, host, headers.get("location"))
         return client_error(exc)
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError | Urllib3ReadTimeout | TimeoutError):
         return ProviderTimeout(f"{host} did not answer within the timeout")

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from cohere.core import ApiError, ParsingError
 
+from callers import pools
 from callers.base import CallerError, ProviderTimeout, ProviderUnavailable, error_from_http_status
 
 # Cohere answers 499 when it believes the client went away. Reaching us, it means
@@ -56,6 +57,10 @@ def provider_errors(host: str, timeout: float) -> Iterator[None]:
     try:
         yield
     except ApiError as exc:
+        if exc.status_code is not None and 300 <= exc.status_code < 400:
+            # Not followed (callers.pools.httpx_client): the SDK sends its key on any request.
+            location = (exc.headers or {}).get("location")
+            raise pools.redirect_refused(exc.status_code, host, location) from None
         raise from_api_error(exc) from None
     except ParsingError:
         # A 2xx whose body is not what the API promises: typically a base_url that

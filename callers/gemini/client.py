@@ -132,6 +132,9 @@ def open_connection(
             transport=transport,
             timeout=timeout,
             trust_env=False,
+            # httpx's default, stated to stay visible (the SDK's own clients follow
+            # redirects): a redirect would resend x-goog-api-key or the token elsewhere.
+            follow_redirects=False,
             # Connecting within the call's connect timeout (callers.timeouts), not `timeout`.
             event_hooks={"request": [limit_connect]},
         ),

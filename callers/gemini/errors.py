@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from google.genai import errors
 
+from callers import pools
 from callers.base import (
     AuthenticationFailed,
     CallerError,
@@ -71,6 +72,11 @@ def retry_after(exc: errors.APIError) -> str | None:
 
 def caller_error(exc: Exception) -> CallerError:
     if isinstance(exc, errors.APIError):
+        if 300 <= exc.code < 400:  # not followed (callers.gemini.client)
+            response = exc.response
+            url = getattr(response, "url", None)
+            location = response.headers.get("location") if isinstance(response, httpx.Response) else None
+            return pools.redirect_refused(exc.code, getattr(url, "host", None) or "Google", location)
         if is_bad_key(exc):
             return AuthenticationFailed(message_of(exc), provider_status=exc.code)
         return error_from_http_status(exc.code, message_of(exc), retry_after(exc))

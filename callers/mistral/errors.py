@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 from mistralai.client.errors import MistralError, NoResponseError
 
+from callers import pools
 from callers.base import (
     CallerError,
     InvalidRequest,
@@ -60,6 +61,8 @@ def _validation_item(item: Any) -> str:
 
 
 def from_mistral_error(exc: MistralError, host: str) -> CallerError:
+    if 300 <= exc.status_code < 400:  # not followed (callers.mistral.client)
+        return pools.redirect_refused(exc.status_code, host, exc.headers.get("location"))
     parsed = _json(exc.body)
     if 200 <= exc.status_code < 300:
         # A 2xx the SDK could not read. Inside a stream the body is one event,

@@ -60,6 +60,9 @@ async def connect(
     max_retries=0: the hub owns retries (it knows the tenant's budget and deadline);
     a retrying SDK would multiply calls and overrun `timeout`.
     """
+    # The SDK's own httpx client follows redirects, resending every header but
+    # Authorization across origins: a vendor's key header (Azure's `api-key`) would go
+    # wherever a redirect points. A 3xx is an error instead (callers.openai.errors).
     key = secret.reveal(vendor.key_field) if vendor.key_required else secret.get(vendor.key_field)
     configured = vendor.headers(options)
     if key:
@@ -69,5 +72,6 @@ async def connect(
         base_url=vendor.base_url(options),
         timeout=timeout,
         max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False),
     ) as client:
         yield OpenAIConnection(client=client, headers=pinned_headers(configured))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import openai
 
+from callers import pools
 from callers.base import CallerError, ProviderTimeout, ProviderUnavailable, error_from_http_status
 
 
@@ -42,6 +43,8 @@ def caller_error(exc: openai.APIError) -> CallerError:
         reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
         return ProviderUnavailable(f"could not reach {host} ({reason})")
     if isinstance(exc, openai.APIStatusError):
+        if 300 <= exc.status_code < 400:  # not followed (callers.openai.client)
+            return pools.redirect_refused(exc.status_code, host, exc.response.headers.get("location"))
         return error_from_http_status(
             exc.status_code, provider_message(exc), exc.response.headers.get("retry-after")
         )
