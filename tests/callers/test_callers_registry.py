@@ -89,7 +89,6 @@ PROTOCOLS = {
 NOT_YET_IMPLEMENTED = {
     "twilio",
     "vonage",
-    "exotel",
 }
 
 
@@ -133,15 +132,8 @@ def test_capability_not_listed_is_not_supported() -> None:
         registry.capability("anthropic", Capability.STT)
     assert str(caught.value) == "provider 'anthropic' does not support capability 'stt'"
     assert (caught.value.provider, caught.value.capability) == ("anthropic", "stt")
-    with pytest.raises(NotSupported, match="'exotel' does not support capability 'verify'"):
-        registry.capability("exotel", Capability.VERIFY)
-
-
-async def test_verify_of_provider_without_verify_raises_not_supported() -> None:
-    from tests.fakes.secret_fields import PlainSecret
-
-    with pytest.raises(NotSupported):
-        await registry.verify("exotel", PlainSecret(api_key="x"), {}, timeout=1)
+    with pytest.raises(NotSupported, match="'exotel' does not support capability 'stt'"):
+        registry.capability("exotel", Capability.STT)
 
 
 def test_every_capability_has_a_module() -> None:
