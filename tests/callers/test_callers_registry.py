@@ -88,7 +88,6 @@ PROTOCOLS = {
 # Providers whose callers arrive with later issues (speech, telephony) list nothing yet.
 NOT_YET_IMPLEMENTED = {
     "twilio",
-    "vonage",
 }
 
 
