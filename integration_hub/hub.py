@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,7 @@ from integration_hub.store.base import Store
 from integration_hub.telephony.api import TelephonyApi
 from integration_hub.telephony.calls import TelephonyCalls
 from integration_hub.telephony.events import CallEvents
+from integration_hub.telephony.media_agent import CallMediaStreams
 from integration_hub.telephony.urls import CallUrls
 from integration_hub.telephony.webhooks import TelephonyWebhooks
 from integration_hub.usage import UsageApi, UsageRecorder
@@ -42,10 +46,23 @@ log = logging.getLogger("integration_hub")
 # replica within a second even without Redis pub/sub.
 TOKEN_CACHE_SECONDS = 1.0
 PROBE_TIMEOUT = 2.0
+# Set by the supervisor for its workers (integration_hub/workers.py); internal, not a setting.
+MEDIA_DIR_ENV = "HUB_MEDIA_DIR"
 
 
 class StartupError(RuntimeError):
     """The hub cannot start; the message says why and what to do."""
+
+
+def media_directory() -> tuple[str, str | None]:
+    """Where a call's two media ends meet (telephony/media_link.py): the supervisor's
+    directory, shared by its workers, or one of this process's own (returned second,
+    to be removed at close)."""
+    shared = os.environ.get(MEDIA_DIR_ENV)
+    if shared:
+        return shared, None
+    own = tempfile.mkdtemp(prefix="integration-hub-media-")  # mode 0700
+    return own, own
 
 
 def load_keyrings(settings: Settings) -> KeyringSource:
@@ -95,6 +112,8 @@ class Hub:
     telephony: TelephonyCalls | None = None
     # The public endpoints telephony providers call (events, instructions).
     webhooks: TelephonyWebhooks | None = None
+    # The media rendezvous directory when this hub made it (removed at close).
+    own_media_dir: str | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
@@ -130,6 +149,8 @@ class Hub:
             credentials, policy_engine, observers, store=store, public_url=settings.public_url
         )
         call_events = CallEvents(store, credentials)
+        media_dir, own_media_dir = media_directory()
+        media = CallMediaStreams(store, media_dir)
         usage.start()
         methods = method_table(
             [
@@ -139,7 +160,7 @@ class Hub:
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
                 (
                     telephony_pb2.DESCRIPTOR.services_by_name["TelephonyService"],
-                    TelephonyApi(telephony, call_events),
+                    TelephonyApi(telephony, call_events, media),
                 ),
             ]
         )
@@ -163,8 +184,9 @@ class Hub:
             speech=speech,
             telephony=telephony,
             webhooks=TelephonyWebhooks(
-                call_events, CallUrls(settings.public_url) if settings.public_url else None
+                call_events, CallUrls(settings.public_url) if settings.public_url else None, media_dir
             ),
+            own_media_dir=own_media_dir,
         )
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -203,6 +225,8 @@ class Hub:
 
     async def close(self) -> None:
         await callers_pools.close_all()
+        if self.own_media_dir is not None:
+            shutil.rmtree(self.own_media_dir, ignore_errors=True)
         if self.usage is not None:
             # Before the store closes: what is queued is written within the drain time.
             await self.usage.close(self.settings.drain_seconds)

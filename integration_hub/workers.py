@@ -45,6 +45,8 @@ WORKER_INDEX_ENV = "HUB_WORKER_INDEX"
 # The worker's end of its socket pair to the supervisor; internal, not a setting.
 LINK_FD_ENV = "HUB_SUPERVISOR_LINK_FD"
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The workers' shared media rendezvous directory (read by integration_hub/hub.py).
+MEDIA_DIR_ENV = "HUB_MEDIA_DIR"
 
 MAX_RESTARTS = 5  # more restarts than this ...
 RESTART_WINDOW_SECONDS = 30.0  # ... within this many seconds is a crash loop: give up
@@ -395,9 +397,10 @@ def supervise(settings: Settings, *, workers: int, migrate: bool) -> int:
         )
     if migrate:
         _apply_migrations(settings)
-    with _metrics_directory() as metrics_dir:
+    with _metrics_directory() as metrics_dir, _media_directory() as media_dir:
         env = dict(os.environ)
         env[METRICS_DIR_ENV] = metrics_dir
+        env[MEDIA_DIR_ENV] = media_dir
         if settings.keyring_file:  # it may come from --dev-keyring rather than the environment
             env["HUB_KEYRING_FILE"] = str(Path(settings.keyring_file).resolve())
         return Supervisor(settings, workers, env).run()
@@ -420,6 +423,16 @@ def _apply_migrations(settings: Settings) -> None:
     applied = asyncio.run(migrate())
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+
+
+@contextlib.contextmanager
+def _media_directory() -> Iterator[str]:
+    """Where the workers' two ends of a call's media meet (telephony/media_link.py)."""
+    path = tempfile.mkdtemp(prefix="integration-hub-media-")  # mode 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from integration_hub.telephony.calls import (
     check_idempotency_key,
 )
 from integration_hub.telephony.events import CallEvents
+from integration_hub.telephony.media_agent import CallMediaStreams
 from integration_hub.telephony.numbers import e164
 from integration_hub.v1 import telephony_pb2 as pb
 
@@ -60,9 +61,10 @@ def _no_action() -> dict[str, str]:
 
 
 class TelephonyApi:
-    def __init__(self, calls: TelephonyCalls, events: CallEvents) -> None:
+    def __init__(self, calls: TelephonyCalls, events: CallEvents, media: CallMediaStreams) -> None:
         self._calls = calls
         self._events = events
+        self._media = media
 
     async def PlaceCall(self, request: pb.PlaceCallRequest, call: CallContext) -> pb.PlaceCallResponse:
         if not request.credential:
@@ -112,8 +114,8 @@ class TelephonyApi:
     async def CallMedia(
         self, requests: AsyncIterator[pb.CallMediaRequest], call: CallContext
     ) -> AsyncIterator[pb.CallMediaResponse]:
-        raise _not_yet("CallMedia")
-        yield pb.CallMediaResponse()  # pragma: no cover - makes this an async generator
+        async for response in self._media.serve(requests, call):
+            yield response
 
     async def CreateCampaign(
         self, request: pb.CreateCampaignRequest, call: CallContext

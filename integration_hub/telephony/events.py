@@ -89,6 +89,14 @@ class CallEvents:
             raise _forbidden()
         return row
 
+    async def options_of(self, row: CallRow) -> dict[str, str]:
+        """The options of the call's credential (no secret is opened)."""
+        try:
+            credential = await self._credentials.resolve(row.tenant_id, row.credential_id)
+        except HubError:
+            raise WebhookRefused(403, "the call's credential no longer exists") from None
+        return dict(credential.options)
+
     async def _open(self, row: CallRow) -> tuple[dict[str, str], Any]:
         try:
             credential = await self._credentials.resolve(row.tenant_id, row.credential_id)
@@ -161,6 +169,9 @@ class CallEvents:
         except caller_errors.WebhookRejected as exc:
             raise WebhookRefused(403, f"signature check failed: {exc.message}") from None
         action = neutral_action(row.action, urls.media(row.id, token))
+        # As placed inline: the call's metadata rides along as stream parameters (the
+        # action's own parameters win a clash).
+        action.stream_parameters = {**row.metadata, **action.stream_parameters}
         try:
             instructions: t.Instructions = handler.answer(options, request, action)
         except caller_errors.NotSupported:

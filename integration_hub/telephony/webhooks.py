@@ -8,15 +8,22 @@ nothing of it is stored.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from callers import errors as caller_errors
+from callers import registry
 from callers import types as t
+from callers.base import Capability
 from integration_hub.store.base import StoreUnavailable
 from integration_hub.telephony import urls as call_urls
 from integration_hub.telephony.events import CallEvents, WebhookRefused
+from integration_hub.telephony.media_provider import MAX_PROVIDER_MESSAGE as MAX_MEDIA_MESSAGE
+from integration_hub.telephony.media_provider import ProviderLeg
 
 log = logging.getLogger("integration_hub.telephony")
 MAX_WEBHOOK_BYTES = 64 * 1024
@@ -51,9 +58,10 @@ def _refused(exc: WebhookRefused) -> web.Response:
 
 
 class TelephonyWebhooks:
-    def __init__(self, events: CallEvents, urls: call_urls.CallUrls | None) -> None:
+    def __init__(self, events: CallEvents, urls: call_urls.CallUrls | None, media_dir: str) -> None:
         self._events = events
         self._urls = urls
+        self._media_dir = media_dir
 
     def routes(self) -> list[web.RouteDef]:
         calls = f"{call_urls.PREFIX}/calls/{{call_id}}/{{token}}"
@@ -61,7 +69,13 @@ class TelephonyWebhooks:
             web.route("POST", f"{calls}/events", self.events),
             web.route("GET", f"{calls}/events", self.events),
             web.route("POST", f"{calls}/answer", self.answer),
-            web.route("GET", f"{calls}/answer", self.answer),
+            # GET answers HEAD too: Exotel's Greeting applet asks with HEAD first.
+            web.get(f"{calls}/answer", self.answer),
+            web.get(f"{calls}/media", self.media),
+            # Providers whose instruction URL is fixed per account (an Exotel flow's
+            # dynamic applet URL) name the call in the request instead of the path.
+            web.route("POST", f"{call_urls.PREFIX}/{{provider}}/answer", self.provider_answer),
+            web.get(f"{call_urls.PREFIX}/{{provider}}/answer", self.provider_answer),
         ]
 
     def _public(self) -> call_urls.CallUrls:
@@ -92,3 +106,64 @@ class TelephonyWebhooks:
         except StoreUnavailable:
             return web.Response(status=503, text="store unavailable, retry later\n")
         return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
+
+    async def provider_answer(self, request: web.Request) -> web.Response:
+        try:
+            urls = self._public()
+            webhook = await read_webhook(request, urls)
+            call_id, token = call_reference(request.match_info["provider"], webhook)
+            instructions = await self._events.answer(call_id, token, webhook, urls)
+        except WebhookRefused as exc:
+            return _refused(exc)
+        except StoreUnavailable:
+            return web.Response(status=503, text="store unavailable, retry later\n")
+        return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        """The provider's live-audio websocket of a call (authenticated by the URL token)."""
+        try:
+            row = await self._events.authenticated_call(
+                request.match_info["call_id"], request.match_info["token"]
+            )
+            if row.action.get("kind") != t.CallActionKind.MEDIA_STREAM.value:
+                raise WebhookRefused(404, "this call has no media stream")
+            if t.CallStatus(row.status).terminal:
+                raise WebhookRefused(410, "the call has ended")
+            options = await self._events.options_of(row)
+            handler: Any = registry.capability(row.provider, Capability.CALL_MEDIA)
+            connection = t.MediaOptions(
+                headers={k.lower(): v for k, v in request.headers.items()}, query=dict(request.query)
+            )
+            session = handler.open_session(options, connection)
+        except WebhookRefused as exc:
+            return _refused(exc)
+        except StoreUnavailable:
+            return web.Response(status=503, text="store unavailable, retry later\n")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MEDIA_MESSAGE, autoping=True)
+        await ws.prepare(request)
+        leg = ProviderLeg(ws, session, call_id=row.id, media_dir=self._media_dir)
+        reason = await leg.run()
+        log.info("media stream of call %s ended (%s)", row.id, reason)
+        return ws
+
+
+def call_reference(provider: str, webhook: t.WebhookRequest) -> tuple[str, str]:
+    """(call id, token) named by a request to a provider's fixed answer URL."""
+    if provider not in registry.PROVIDERS:
+        raise WebhookRefused(404, "no such provider")
+    try:
+        module = importlib.import_module(f"callers.{provider}.webhooks")
+    except ImportError:
+        raise WebhookRefused(404, f"{provider} has no fixed answer URL") from None
+    reference = getattr(module, "call_reference", None)
+    if reference is None:
+        raise WebhookRefused(404, f"{provider} has no fixed answer URL")
+    try:
+        call_id, token = reference(webhook)
+    except caller_errors.CallerError:
+        raise _forbidden_reference() from None
+    return str(call_id), str(token)
+
+
+def _forbidden_reference() -> WebhookRefused:
+    return WebhookRefused(403, "unknown call or wrong token")

@@ -1,0 +1,323 @@
+"""The provider end of a call's media: the provider's websocket, framed by the caller's
+MediaSession, converted to and from the agent's linear16, and paced out in real time.
+
+Outgoing audio (the agent's) is cut into the provider's frames and sent one frame per
+frame time from a queue, so that the provider plays it at once and a clear (barge-in)
+drops what is queued: the frame being waited on is skipped too, so audio stops within
+one frame. A mark is queued behind the audio before it: the provider reports it played
+(Twilio, Exotel, Vonage's notify), or, where it cannot, the hub reports it when the
+audio before it has been sent. A clear reports the marks it dropped at once.
+
+Audio from the provider before an agent has attached is not kept (a voice agent wants
+the call live, not replayed); the start is, and is handed to the agent on attach.
+The agent's queued audio is bounded (MAX_QUEUED_SECONDS): beyond it, the link is not
+read, which pushes back to the agent's gRPC stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from callers import types as t
+from callers.audio import formats
+from callers.base import MediaSession
+from integration_hub.telephony import media_link as link
+from integration_hub.telephony.media_link import Kind
+
+log = logging.getLogger("integration_hub.telephony.media")
+MAX_QUEUED_SECONDS = 60.0
+MAX_PROVIDER_MESSAGE = 1024 * 1024
+
+
+def _linear16(rate: int) -> t.AudioFormat:
+    return t.AudioFormat(t.AudioEncoding.PCM_S16LE, t.AudioContainer.RAW, rate, 1)
+
+
+def bytes_per_second(audio_format: t.AudioFormat) -> int:
+    rate = audio_format.sample_rate_hz or 8000
+    return formats.BYTES_PER_SAMPLE[audio_format.encoding] * audio_format.channels * rate
+
+
+@dataclass(slots=True)
+class _Mark:
+    name: str
+
+
+class _Agent:
+    """One attached agent: its link and its converters."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rate: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.rate = rate
+        self.inbound: Any = None  # provider native -> linear16 at rate
+        self.outbound: Any = None  # linear16 at rate -> provider native
+
+    def send(self, kind: Kind, payload: bytes = b"") -> None:
+        if not self.writer.is_closing():
+            link.write_frame(self.writer, kind, payload)
+
+
+class ProviderLeg:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        session: MediaSession,
+        *,
+        call_id: str,
+        media_dir: str,
+    ) -> None:
+        self._ws = ws
+        self._session = session
+        self._call_id = call_id
+        self._media_dir = media_dir
+        self._agent: _Agent | None = None
+        self._start: dict[str, Any] | None = None
+        self._queue: deque[bytes | _Mark] = deque()
+        self._queued_bytes = 0
+        self._pending = bytearray()  # outgoing native audio short of a frame
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._generation = 0  # bumped by every clear
+        # Marks sent to the provider and not yet reported played.
+        self._marks_out: deque[str] = deque()
+        self._loop = asyncio.get_running_loop()
+
+    # --- running -------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Serve until the provider's stream ends; answers why it ended."""
+        server = await link.listen(self._media_dir, self._call_id, self._on_agent)
+        if server is None:
+            await self._ws.close(code=1008, message=b"a media stream of this call is already connected")
+            return "duplicate"
+        pacer = asyncio.create_task(self._pace(), name=f"media-pacer-{self._call_id}")
+        reason = "provider"
+        try:
+            reason = await self._read_provider()
+        finally:
+            pacer.cancel()
+            server.close()
+            link.remove(self._media_dir, self._call_id)
+            agent, self._agent = self._agent, None
+            if agent is not None:
+                agent.send(Kind.STOP, orjson.dumps({"reason": reason}))
+                with contextlib.suppress(ConnectionError):
+                    await agent.writer.drain()
+                agent.writer.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pacer
+            await server.wait_closed()
+        return reason
+
+    async def _read_provider(self) -> str:
+        async for message in self._ws:
+            if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                try:
+                    events = self._session.decode(message.data)
+                except Exception as exc:  # a caller's InvalidRequest: the provider's bug, log and go on
+                    log.warning("media %s: undecodable provider message: %s", self._call_id, exc)
+                    continue
+                for event in events:
+                    if self._on_provider_event(event):
+                        return "hangup"
+            elif message.type is WSMsgType.ERROR:
+                return "provider"
+        return "provider"
+
+    def _on_provider_event(self, event: t.MediaEvent) -> bool:
+        """Forward one provider event to the agent; True when the stream stops."""
+        kind = event.kind
+        if kind is t.MediaEventKind.START and event.start is not None:
+            self._start = {
+                "call_id": self._call_id,
+                "provider_call_id": event.start.provider_call_id,
+                "from": event.start.from_,
+                "to": event.start.to,
+                "parameters": event.start.custom_parameters,
+            }
+            if self._agent is not None:
+                self._converters(self._agent)
+                self._agent.send(Kind.START, orjson.dumps(self._start))
+        elif kind is t.MediaEventKind.AUDIO:
+            agent = self._agent
+            if agent is not None and self._converters(agent):
+                pcm = agent.inbound.feed(event.audio)
+                if pcm:
+                    agent.send(Kind.AUDIO, pcm)
+        elif kind is t.MediaEventKind.DTMF:
+            if self._agent is not None:
+                self._agent.send(Kind.DTMF, event.digit.encode())
+        elif kind is t.MediaEventKind.MARK:
+            if event.mark in self._marks_out:
+                self._marks_out.remove(event.mark)
+                if self._agent is not None:
+                    self._agent.send(Kind.MARK, event.mark.encode())
+        elif kind is t.MediaEventKind.STOP:
+            return True
+        return False
+
+    def _converters(self, agent: _Agent) -> bool:
+        """Make the agent's converters once the provider's format is known."""
+        if agent.inbound is not None:
+            return True
+        native = self._session.native_format
+        if native is None:
+            return False
+        from callers.audio.stream import StreamConverter  # numpy/soxr: the speech extra
+
+        agent.inbound = StreamConverter(native, _linear16(agent.rate))
+        agent.outbound = StreamConverter(_linear16(agent.rate), native)
+        return True
+
+    # --- the agent -----------------------------------------------------------------
+
+    async def _on_agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await link.read_frame(reader)
+        except link.LinkClosed:
+            writer.close()  # a liveness probe (media_link.listen), or an agent gone at once
+            return
+        if self._agent is not None or hello.kind is not Kind.HELLO:
+            why = "another CallMedia stream is attached to this call" if self._agent else "expected HELLO"
+            link.write_frame(writer, Kind.REFUSED, why.encode())
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+            return
+        agent = _Agent(reader, writer, int(orjson.loads(hello.payload)["sample_rate_hz"]))
+        self._agent = agent
+        if self._start is not None:
+            self._converters(agent)
+            agent.send(Kind.START, orjson.dumps(self._start))
+        try:
+            await self._read_agent(agent)
+        except link.LinkClosed:
+            pass
+        finally:
+            if self._agent is agent:
+                self._agent = None
+                self._drop_queue(report=False)
+            writer.close()
+
+    async def _read_agent(self, agent: _Agent) -> None:
+        while True:
+            await self._room.wait()
+            frame = await link.read_frame(agent.reader)
+            if frame.kind is Kind.PLAY:
+                if self._converters(agent):
+                    self._enqueue_audio(agent.outbound.feed(frame.payload))
+            elif frame.kind is Kind.PLAY_MARK:
+                self._flush_pending()
+                self._queue.append(_Mark(frame.payload.decode()))
+                self._wake.set()
+            elif frame.kind is Kind.CLEAR:
+                self._clear()
+
+    def _enqueue_audio(self, native: bytes) -> None:
+        size = self._session.frame_bytes
+        self._pending += native
+        while len(self._pending) >= size:
+            self._push(bytes(self._pending[:size]))
+            del self._pending[:size]
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._push(bytes(self._pending))
+            self._pending.clear()
+
+    def _push(self, frame: bytes) -> None:
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        native = self._session.native_format
+        if native is not None and self._queued_bytes > MAX_QUEUED_SECONDS * bytes_per_second(native):
+            self._room.clear()
+        self._wake.set()
+
+    def _clear(self) -> None:
+        self._drop_queue(report=True)
+        frame = self._session.clear()
+        if frame is not None:
+            self._send_later(frame.data)
+        # Marks the provider holds are dropped with its buffer: report them now.
+        while self._marks_out:
+            self._report_mark(self._marks_out.popleft())
+
+    def _drop_queue(self, *, report: bool) -> None:
+        self._generation += 1
+        self._pending.clear()
+        for item in self._queue:
+            if report and isinstance(item, _Mark):
+                self._report_mark(item.name)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._room.set()
+
+    def _report_mark(self, name: str) -> None:
+        if self._agent is not None:
+            self._agent.send(Kind.MARK, name.encode())
+
+    def _send_later(self, data: str | bytes) -> None:
+        self._loop.create_task(self._send(data))
+
+    async def _send(self, data: str | bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if isinstance(data, str):
+                await self._ws.send_str(data)
+            else:
+                await self._ws.send_bytes(data)
+
+    # --- pacing --------------------------------------------------------------------
+
+    async def _pace(self) -> None:
+        """One frame per frame time; an idle queue restarts the clock (no catch-up burst)."""
+        next_at: float | None = None
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            item = self._queue[0]
+            if isinstance(item, _Mark):
+                self._queue.popleft()
+                self._play_mark(item.name)
+                continue
+            native = self._session.native_format
+            frame_seconds = len(item) / bytes_per_second(native) if native else 0.02
+            now = self._loop.time()
+            if next_at is None or next_at < now - frame_seconds:
+                next_at = now
+            generation = self._generation
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+            if generation != self._generation or not self._queue or self._queue[0] is not item:
+                continue  # cleared while waiting: this frame is not sent
+            self._queue.popleft()
+            self._queued_bytes -= len(item)
+            if self._room_again(native):
+                self._room.set()
+            await self._send(self._session.audio_frame(item).data)
+            next_at += frame_seconds
+
+    def _room_again(self, native: t.AudioFormat | None) -> bool:
+        # Hysteresis: reading the agent resumes once half the bound has played out.
+        if self._room.is_set() or native is None:
+            return False
+        return self._queued_bytes <= MAX_QUEUED_SECONDS * bytes_per_second(native) / 2
+
+    def _play_mark(self, name: str) -> None:
+        frame = self._session.mark(name)
+        if frame is None:  # the provider cannot report it: the audio before it has been sent
+            self._report_mark(name)
+            return
+        self._marks_out.append(name)
+        self._loop.create_task(self._send(frame.data))
