@@ -1,8 +1,16 @@
-"""Twilio Programmable Voice. Pure data; capabilities arrive with the telephony issue.
+"""Twilio Programmable Voice: place, hang up and read calls, the signed status callbacks,
+the Media Streams websocket, verify. Pure data: importing this package imports no SDK.
 
 Twilio authenticates with the account's Auth Token, or with an API key: a key SID
 (not secret, so an option) and its secret. Either is accepted; the rule spans both
-sections, hence `extra_validation`.
+sections, hence `extra_validation`. With both, REST calls use the API key (revocable on
+its own) and the Auth Token is kept for what only it can do: Twilio signs every webhook
+(X-Twilio-Signature) with the account's Auth Token, so a credential without it can place
+calls only without a status callback (see telephony.py), and cannot check callbacks.
+
+The capabilities: telephony.py (the Calls resource through the `twilio` SDK's async
+path, over the pooled aiohttp session: client.py), webhooks.py (RequestValidator),
+media.py (Media Streams JSON frames, no SDK), verify.py.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from callers.base import Capability
 from callers.spec import CredentialField, InvalidCredentialField, ProviderSpec
 
 # Twilio SIDs: a two-letter type prefix and 32 hex digits (AC = account, SK = API key).
@@ -50,6 +59,21 @@ SPEC = ProviderSpec(
         CredentialField(
             "api_key_sid", description="API key SID (SK...), when authenticating with an API key"
         ),
+        CredentialField(
+            "api_base_url",
+            kind="url",
+            default="https://api.twilio.com",
+            description="REST API root (scheme://host[:port]); the default unless testing",
+        ),
+    ),
+    capabilities=frozenset(
+        {
+            Capability.TELEPHONY,
+            Capability.CALL_EVENTS,
+            Capability.CALL_MEDIA,
+            Capability.VERIFY,
+        }
     ),
     extra_validation=check_auth_choice,
+    sdk_modules=("twilio",),
 )

@@ -263,6 +263,13 @@ VERIFY_CASES: dict[str, list[Any]] = {
             secret=lambda env: PlainSecret(private_key=pem_of(env.private_key), signature_secret=KEY),
         )
     ],
+    "twilio": [
+        Case(
+            "twilio",
+            lambda env: {"account_sid": "AC" + "0" * 32, "api_base_url": env.url},
+            secret=lambda env: PlainSecret(auth_token=KEY),
+        )
+    ],
     "exotel": [
         Case(
             "exotel",
