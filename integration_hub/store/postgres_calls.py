@@ -169,6 +169,16 @@ class PostgresCalls:
                     require_utc(event.received_at),
                 )
                 current = call_from(call, require_utc)
+            elif not event.status and event.answered_by:
+                # Machine detection reports on its own, with no change of state.
+                call = await conn.fetchrow(
+                    "UPDATE calls SET answered_by = $2, updated_at = $3"
+                    f" WHERE id = $1 RETURNING {CALL_COLUMNS}",
+                    event.call_id,
+                    event.answered_by,
+                    require_utc(event.received_at),
+                )
+                current = call_from(call, require_utc)
         return event_from(stored, require_utc), current
 
     async def list_call_events(

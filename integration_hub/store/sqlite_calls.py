@@ -190,6 +190,14 @@ class SqliteCalls:
                 ) as cur:
                     updated = await cur.fetchone()
                 current = call_from(updated, parse_utc_iso)
+            elif not event.status and event.answered_by:
+                # Machine detection reports on its own, with no change of state.
+                async with conn.execute(
+                    f"UPDATE calls SET answered_by = ?, updated_at = ? WHERE id = ? RETURNING {CALL_COLUMNS}",
+                    (event.answered_by, utc_iso(event.received_at), event.call_id),
+                ) as cur:
+                    updated = await cur.fetchone()
+                current = call_from(updated, parse_utc_iso)
         return stored_event, current
 
     async def list_call_events(

@@ -115,6 +115,15 @@ async def test_events_are_applied_once_and_never_backwards(store: Store) -> None
     assert info.raw == {"k": "v"}
 
 
+async def test_machine_detection_alone_sets_answered_by(store: Store) -> None:
+    await store.insert_call(call("call-1"))
+    await store.add_call_event(event("call-1", CallStatus.IN_PROGRESS, "answered"))
+    amd, row = await store.add_call_event(event("call-1", None, "amd", answered_by="machine_start"))
+    assert amd is not None
+    assert not amd.applied
+    assert (row.status, row.answered_by) == ("in-progress", "machine_start")
+
+
 async def test_the_tenant_event_log_in_order_with_calls(store: Store) -> None:
     await store.insert_call(call("call-1"))
     await store.insert_call(call("call-2", campaign_id="camp-1", campaign_row=0))
