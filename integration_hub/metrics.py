@@ -118,6 +118,28 @@ USAGE_RECORDS_DROPPED = Counter(
     " shutdown (still queued when the drain time ran out).",
     ["reason"],
 )
+# Telephony. Providers and endpoints are fixed names; outcomes and fates are the hub's words.
+CALL_EVENTS = Counter(
+    "hub_call_events",
+    "Provider call events received: applied (moved the call on), late (recorded, not applied:"
+    " the call was past it), duplicate (a replay or a retry, ignored).",
+    ["provider", "outcome"],
+)
+WEBHOOK_REJECTIONS = Counter(
+    "hub_webhook_rejections",
+    "Requests to the public telephony endpoints refused, by endpoint and HTTP status"
+    " (403: wrong token or signature).",
+    ["endpoint", "status"],
+)
+MEDIA_STREAMS = Gauge(
+    "hub_media_streams", "Provider media websockets open.", ["provider"], multiprocess_mode="livesum"
+)
+MEDIA_FRAMES = Counter(
+    "hub_media_frames",
+    "Call media frames: in (provider to agent: forwarded, or dropped while no agent is attached),"
+    " out (agent to provider: sent, or cleared before playing).",
+    ["direction", "fate"],
+)
 USAGE_RECORDS_PENDING = Gauge(
     "hub_usage_records_pending",
     "Usage records queued, not yet written (grows while the store is unavailable).",

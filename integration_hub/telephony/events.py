@@ -27,6 +27,7 @@ from callers import errors as caller_errors
 from callers import registry
 from callers import types as t
 from callers.base import Capability
+from integration_hub import metrics
 from integration_hub.credentials import CredentialService
 from integration_hub.errors import HubError
 from integration_hub.ids import unique_id
@@ -129,6 +130,8 @@ class CallEvents:
                 raise WebhookRefused(400, "the event names another call than the URL's")
             stored, _ = await self._store.add_call_event(self._row(row, event))
             new += stored is not None
+            outcome = "duplicate" if stored is None else "applied" if stored.applied else "late"
+            metrics.CALL_EVENTS.labels(row.provider, outcome).inc()
         if new:
             self._notify(row.tenant_id)
         return new

@@ -29,12 +29,18 @@ from aiohttp import WSMsgType, web
 from callers import types as t
 from callers.audio import formats
 from callers.base import MediaSession
+from integration_hub import metrics
 from integration_hub.telephony import media_link as link
 from integration_hub.telephony.media_link import Kind
 
 log = logging.getLogger("integration_hub.telephony.media")
 MAX_QUEUED_SECONDS = 60.0
 MAX_PROVIDER_MESSAGE = 1024 * 1024
+# Looked up once: a frame costs one increment.
+_FORWARDED = metrics.MEDIA_FRAMES.labels("in", "forwarded")
+_NOT_ATTACHED = metrics.MEDIA_FRAMES.labels("in", "dropped")
+_SENT = metrics.MEDIA_FRAMES.labels("out", "sent")
+_CLEARED = metrics.MEDIA_FRAMES.labels("out", "cleared")
 
 
 def _linear16(rate: int) -> t.AudioFormat:
@@ -154,6 +160,9 @@ class ProviderLeg:
                 pcm = agent.inbound.feed(event.audio)
                 if pcm:
                     agent.send(Kind.AUDIO, pcm)
+                _FORWARDED.inc()
+            else:
+                _NOT_ATTACHED.inc()
         elif kind is t.MediaEventKind.DTMF:
             if self._agent is not None:
                 self._agent.send(Kind.DTMF, event.digit.encode())
@@ -256,7 +265,9 @@ class ProviderLeg:
         self._generation += 1
         self._pending.clear()
         for item in self._queue:
-            if report and isinstance(item, _Mark):
+            if isinstance(item, bytes):
+                _CLEARED.inc()
+            elif report:
                 self._report_mark(item.name)
         self._queue.clear()
         self._queued_bytes = 0
@@ -306,6 +317,7 @@ class ProviderLeg:
             if self._room_again(native):
                 self._room.set()
             await self._send(self._session.audio_frame(item).data)
+            _SENT.inc()
             next_at += frame_seconds
 
     def _room_again(self, native: t.AudioFormat | None) -> bool:

@@ -19,6 +19,7 @@ from callers import errors as caller_errors
 from callers import registry
 from callers import types as t
 from callers.base import Capability
+from integration_hub import metrics
 from integration_hub.store.base import StoreUnavailable
 from integration_hub.telephony import urls as call_urls
 from integration_hub.telephony.events import CallEvents, WebhookRefused
@@ -53,7 +54,8 @@ async def read_webhook(request: web.Request, urls: call_urls.CallUrls) -> t.Webh
     )
 
 
-def _refused(exc: WebhookRefused) -> web.Response:
+def _refused(exc: WebhookRefused, endpoint: str) -> web.Response:
+    metrics.WEBHOOK_REJECTIONS.labels(endpoint, str(exc.status)).inc()
     return web.Response(status=exc.status, text=exc.message + "\n")
 
 
@@ -88,7 +90,7 @@ class TelephonyWebhooks:
             webhook = await read_webhook(request, self._public())
             await self._events.receive(request.match_info["call_id"], request.match_info["token"], webhook)
         except WebhookRefused as exc:
-            return _refused(exc)
+            return _refused(exc, "events")
         except StoreUnavailable:
             # The provider retries a failed callback (Twilio, Vonage): nothing is lost.
             return web.Response(status=503, text="store unavailable, retry later\n")
@@ -102,7 +104,7 @@ class TelephonyWebhooks:
                 request.match_info["call_id"], request.match_info["token"], webhook, urls
             )
         except WebhookRefused as exc:
-            return _refused(exc)
+            return _refused(exc, "answer")
         except StoreUnavailable:
             return web.Response(status=503, text="store unavailable, retry later\n")
         return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
@@ -114,7 +116,7 @@ class TelephonyWebhooks:
             call_id, token = call_reference(request.match_info["provider"], webhook)
             instructions = await self._events.answer(call_id, token, webhook, urls)
         except WebhookRefused as exc:
-            return _refused(exc)
+            return _refused(exc, "provider_answer")
         except StoreUnavailable:
             return web.Response(status=503, text="store unavailable, retry later\n")
         return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
@@ -136,13 +138,18 @@ class TelephonyWebhooks:
             )
             session = handler.open_session(options, connection)
         except WebhookRefused as exc:
-            return _refused(exc)
+            return _refused(exc, "media")
         except StoreUnavailable:
             return web.Response(status=503, text="store unavailable, retry later\n")
         ws = web.WebSocketResponse(max_msg_size=MAX_MEDIA_MESSAGE, autoping=True)
         await ws.prepare(request)
         leg = ProviderLeg(ws, session, call_id=row.id, media_dir=self._media_dir)
-        reason = await leg.run()
+        streams = metrics.MEDIA_STREAMS.labels(row.provider)
+        streams.inc()
+        try:
+            reason = await leg.run()
+        finally:
+            streams.dec()
         log.info("media stream of call %s ended (%s)", row.id, reason)
         return ws
 

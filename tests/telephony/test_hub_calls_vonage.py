@@ -21,6 +21,7 @@ from integration_hub.v1 import telephony_pb2_grpc
 from tests.fakes.vonage_server import FakeVonage
 from tests.harness import HubUnderTest, free_port, running_hub, settings_for
 from tests.telephony.conftest import Speech
+from tests.test_metrics import delta, scrape
 
 TO, FROM = "+14155552671", "+14155550199"
 L16_16K = AudioFormat(AudioEncoding.PCM_S16LE, AudioContainer.RAW, 16000, 1)
@@ -79,6 +80,7 @@ async def test_place_and_events_through_the_hub(hub: HubUnderTest, vonage: FakeV
     assert fake_call.stream_parameters["agent"] == "support"
     assert fake_call.status_callback_url.endswith("/events")
     auth = hub.auth(hub.tokens.invoke_only)
+    before = await scrape(hub)
     watch = stub(hub).WatchCalls(pb.WatchCallsRequest(), metadata=auth)
     seen: list[pb.WatchCallsResponse] = []
 
@@ -130,6 +132,12 @@ async def test_place_and_events_through_the_hub(hub: HubUnderTest, vonage: FakeV
         )
     assert other.value.code() == grpc.StatusCode.NOT_FOUND
     assert vonage.signature_secret not in hub.logs.getvalue()
+    after = await scrape(hub)
+    events = "hub_call_events_total"
+    assert delta(after, before, events, provider="vonage", outcome="applied") == 3
+    assert delta(after, before, events, provider="vonage", outcome="duplicate") == 1
+    assert delta(after, before, events, provider="vonage", outcome="late") == 1
+    assert delta(after, before, "hub_webhook_rejections_total", endpoint="events", status="403") == 2
 
 
 async def test_call_media_round_trip(hub: HubUnderTest, vonage: FakeVonage, speech: Speech) -> None:
@@ -188,6 +196,8 @@ async def test_call_media_round_trip(hub: HubUnderTest, vonage: FakeVonage, spee
     span = frames[-1].at - frames[0].at
     assert 0.9 <= span <= 1.1, span
     assert [name for name, _ in marks] == ["reply-done"]
+    samples = await scrape(hub)
+    assert samples[("hub_media_frames_total", (("direction", "out"), ("fate", "sent")))] >= 50
     assert marks[0][1] >= frames[-1].at
     assert stop == ["provider"]
 
