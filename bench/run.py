@@ -36,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 import grpc_body  # noqa: E402
 import h2load_run  # noqa: E402
 import pyspy as hub_profile  # noqa: E402
+import results  # noqa: E402
 from hub import BenchHub, rss_kib  # noqa: E402
 
 SHARED = Path(os.environ.get("HUB_BENCH_SHARED", REPO.parent / "shared" / "bench"))
@@ -1118,7 +1119,7 @@ def main() -> int:
     (out_dir / "results.json").write_text(json.dumps(res, indent=2, default=str))
     text = report(res, a)
     (out_dir / "RESULTS.md").write_text(text)
-    Path(a.results).write_text(text)
+    results.write_section(Path(a.results), "call-path", text, first=True)
     print(text)
     log(f"wrote {a.results} and {out_dir.relative_to(REPO)}/")
     return 0

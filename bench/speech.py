@@ -1,6 +1,7 @@
 """Speech through the hub against the fake OpenAI audio server, beside direct calls to it.
 
-    .venv/bin/python bench/speech.py [--seconds 5] [--rounds 3] [--streams 200] [--out FILE]
+    .venv/bin/python bench/speech.py [--seconds 5] [--rounds 3] [--streams 200] [--chunks 200]
+        [--warm-up 30] [--measure 120] [--connections 8] [--rss-every 1] [--out FILE]
 
 Measures, in one run, with a hub of 2 workers (bench/hub.py: the real path, token,
 credential decrypt, policies, usage rows, metrics):
@@ -8,8 +9,10 @@ credential decrypt, policies, usage rows, metrics):
       /v1/audio/speech, pcm, first body chunk) vs the hub's gRPC StreamSynthesize
       (first audio message), p50 over interleaved rounds;
   (b) `--streams` concurrent StreamSynthesize streams (each several seconds of audio
-      in chunks 10 ms apart), repeated for `--seconds` of warm-up then `--seconds` x 4:
-      errors, and the workers' resident memory at the end of the warm-up and at the end.
+      in chunks 10 ms apart) over `--connections` connections, repeated for `--warm-up`
+      then `--measure` seconds: errors, and the workers' resident memory sampled every
+      `--rss-every` s; flat means its trend over the measured part (after the
+      warm-up) rises less than 5 % (see rss_trend).
   (c) StreamTranscribe's cost per streamed chunk, against the fake Google
       StreamingRecognize server (tests/fakes/google_speech_server.py: one interim result
       per 100 ms chunk): lockstep, one chunk in flight, time from sending a chunk to its
@@ -35,9 +38,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+import results  # noqa: E402
+
+if TYPE_CHECKING:
+    from hub import BenchHub  # bench/hub.py
 
 KEY = "sk-bench-fake-upstream-key-0000"
 TEXT = "Your appointment is confirmed for Tuesday at ten in the morning."
@@ -235,30 +243,118 @@ async def hub_ttfa(target: str, token: str, seconds: float) -> list[float]:
     return times
 
 
-async def concurrent_streams(target: str, token: str, streams: int, seconds: float) -> dict[str, object]:
+async def concurrent_streams(hub: BenchHub, a: argparse.Namespace) -> dict[str, object]:
+    """`a.streams` streams at once, each started again when it ends, for `a.warm_up` then
+    `a.measure` seconds, over `a.connections` HTTP/2 connections kept for the whole time;
+    the workers' RSS sampled every `a.rss_every` s from the first stream to the last.
+
+    The same connections carry the warm-up and the measured part: the kernel
+    (SO_REUSEPORT) hands each connection to one worker for good, so a new connection
+    after the warm-up may land on a worker that had none of it, whose warm-up would be
+    measured as growth. Several connections load both workers.
+    """
     import grpc
 
     from integration_hub.v1 import speech_pb2_grpc
 
-    errors: dict[str, int] = {}
-    completed = 0
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = speech_pb2_grpc.SpeechServiceStub(channel)
-        metadata = (("authorization", f"Bearer {token}"),)
-        end = time.monotonic() + seconds
+    errors: dict[str, dict[str, int]] = {"warm_up": {}, "measured": {}}
+    completed = {"warm_up": 0, "measured": 0}
+    samples: list[dict[str, object]] = []
+    metadata = (("authorization", f"Bearer {hub.token}"),)
+    # A channel of its own subchannel pool opens its own connection: grpc otherwise shares
+    # one connection among channels to the same target with the same options.
+    channels = [
+        grpc.aio.insecure_channel(hub.grpc_target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(a.connections)
+    ]
+    stubs = [speech_pb2_grpc.SpeechServiceStub(channel) for channel in channels]
+    start = time.monotonic()
+    warm_end, end = start + a.warm_up, start + a.warm_up + a.measure
 
-        async def one_stream() -> None:
-            nonlocal completed
-            while time.monotonic() < end:
-                try:
-                    async for _ in stub.StreamSynthesize(synth_request(TEXT * 2), metadata=metadata):
-                        pass
-                    completed += 1
-                except grpc.aio.AioRpcError as exc:
-                    errors[exc.code().name] = errors.get(exc.code().name, 0) + 1
+    def sample() -> None:
+        rss = hub.rss()
+        samples.append(
+            {
+                "t": round(time.monotonic() - start, 2),
+                "rss_kib": sum(v or 0 for v in rss.values()),
+                "workers": {str(pid): v for pid, v in rss.items()},
+            }
+        )
 
-        await asyncio.gather(*(one_stream() for _ in range(streams)))
-    return {"completed": completed, "errors": errors}
+    async def sampler() -> None:
+        ticks = 0
+        while True:
+            sample()
+            ticks += 1
+            await asyncio.sleep(max(0.0, start + ticks * a.rss_every - time.monotonic()))
+
+    async def one_stream(stub: speech_pb2_grpc.SpeechServiceStub) -> None:
+        while time.monotonic() < end:
+            phase = "warm_up" if time.monotonic() < warm_end else "measured"
+            try:
+                async for _ in stub.StreamSynthesize(synth_request(TEXT * 2), metadata=metadata):
+                    pass
+                completed[phase] += 1
+            except grpc.aio.AioRpcError as exc:
+                errors[phase][exc.code().name] = errors[phase].get(exc.code().name, 0) + 1
+
+    sampling = asyncio.create_task(sampler())
+    try:
+        await asyncio.gather(*(one_stream(stubs[i % len(stubs)]) for i in range(a.streams)))
+        sample()
+    finally:
+        sampling.cancel()
+        for channel in channels:
+            await channel.close()
+    return {
+        "completed": completed["measured"],
+        "errors": errors["measured"],
+        "warm_up_completed": completed["warm_up"],
+        "warm_up_errors": errors["warm_up"],
+        "rss_samples": samples,
+        "rss": rss_trend(samples, a.warm_up, a.warm_up + a.measure),
+    }
+
+
+# The shortest measured part whose RSS trend is a verdict: over 120 s the trend of a hub
+# that keeps nothing wanders within about +-3 %, over 60 s within +-5 % (bench/README.md).
+MIN_MEASURE = 120.0
+
+
+def rss_trend(samples: list[dict[str, object]], start: float, end: float) -> dict[str, float]:
+    """The trend of the workers' summed RSS over the measured part (samples in [start, end]).
+
+    One sample is no baseline: under these streams a worker's RSS moves by 10-30 MiB from
+    one second to the next (the buffers of the streams in flight, the allocator giving
+    pages back), so two single samples differ by several per cent either way. A leak is
+    memory kept per stream, so it rises with the streams served, steadily, and shows in
+    the slope of a line through every sample. The slope is Theil-Sen's (the median of the
+    slopes between every pair of samples), which a few one-second spikes do not tilt;
+    `growth_pct` is that line's rise over the measured part as a share of its level at
+    the start. The medians of the first and last quarter are beside it as a check.
+    """
+    points = [(float(x["t"]), float(x["rss_kib"])) for x in samples if start <= float(x["t"]) <= end]  # type: ignore[arg-type]
+    if len(points) < 4:
+        return {"growth_pct": float("nan"), "samples": len(points)}
+    slopes = [
+        (r2 - r1) / (t2 - t1) for i, (t1, r1) in enumerate(points) for t2, r2 in points[i + 1 :] if t2 > t1
+    ]
+    slope = percentile(slopes, 50)
+    first_t, last_t = points[0][0], points[-1][0]
+    level = percentile([r - slope * (t - first_t) for t, r in points], 50)  # the line at first_t
+    quarter = max(1, len(points) // 4)
+    return {
+        "samples": len(points),
+        "seconds": last_t - first_t,
+        "slope_kib_per_s": slope,
+        "fitted_start_kib": level,
+        "fitted_end_kib": level + slope * (last_t - first_t),
+        "growth_pct": slope * (last_t - first_t) / level * 100,
+        "first_quarter_median_kib": percentile([r for _, r in points[:quarter]], 50),
+        "last_quarter_median_kib": percentile([r for _, r in points[-quarter:]], 50),
+        "min_kib": min(r for _, r in points),
+        "max_kib": max(r for _, r in points),
+    }
 
 
 async def run(a: argparse.Namespace) -> dict[str, object]:
@@ -331,13 +427,12 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
             direct += d
             through += h
             rounds.append({"direct_p50": percentile(d, 50), "hub_p50": percentile(h, 50)})
-        # Memory is compared between the end of a warm-up under the same load (pools,
-        # buffers and caches grown to their working size) and the end of the run.
-        warm = await concurrent_streams(hub.grpc_target, hub.token, a.streams, a.seconds)
-        rss_before = hub.rss()
-        load = await concurrent_streams(hub.grpc_target, hub.token, a.streams, a.seconds * 4)
-        rss_after = hub.rss()
-        load["warm_up_errors"] = warm["errors"]
+        # Memory is judged after a warm-up under the same load (pools, buffers, caches and
+        # the allocator grown to their working size), by its trend (rss_trend).
+        load = await concurrent_streams(hub, a)
+        load["streams_per_worker"] = {
+            str(pid): hub.worker_calls(pid, "stream_synthesize") for pid in hub.worker_pids()
+        }
     finally:
         hub.stop()
         for process in (fake, google):
@@ -345,8 +440,6 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
             process.wait(timeout=10)
         for scratch in (port_file, google_file, key_file):
             scratch.unlink(missing_ok=True)
-    before = sum(v or 0 for v in rss_before.values())
-    after = sum(v or 0 for v in rss_after.values())
     return {
         "direct_ttfa_ms": {"p50": percentile(direct, 50), "p99": percentile(direct, 99), "n": len(direct)},
         "hub_ttfa_ms": {"p50": percentile(through, 50), "p99": percentile(through, 99), "n": len(through)},
@@ -362,7 +455,7 @@ async def run(a: argparse.Namespace) -> dict[str, object]:
             "n": len(chunk_hub),
         },
         "chunk_rounds": chunk_rounds,
-        "streams": {**load, "concurrency": a.streams, "rss_kib_before": before, "rss_kib_after": after},
+        "streams": {**load, "concurrency": a.streams, "connections": a.connections},
     }
 
 
@@ -378,19 +471,33 @@ def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
     assert isinstance(h, dict)
     assert isinstance(s, dict)
     added = h["p50"] - d["p50"]
-    growth = (s["rss_kib_after"] - s["rss_kib_before"]) / max(1, s["rss_kib_before"]) * 100
+    rss = s["rss"]
+    assert isinstance(rss, dict)
+    growth = rss["growth_pct"]
     ok = not s["errors"] and not s["warm_up_errors"]
     ttfa_verdict = "PASS" if added <= 5 else "**FAIL**"
     streams_verdict = "PASS" if ok else "**FAIL**"
-    rss_verdict = "PASS" if growth < 5 else "**FAIL**"
+    # Two workers, both loaded: a worker without streams would be measured idle.
+    per_worker = s["streams_per_worker"]
+    assert isinstance(per_worker, dict)
+    both = len(per_worker) == 2 and all(v > 0 for v in per_worker.values())
+    rss_verdict = "PASS" if growth < 5 and both else "**FAIL**"  # NaN (too few samples) fails
+    if a.measure < MIN_MEASURE:
+        rss_verdict = f"not judged (--measure under {MIN_MEASURE:g} s)"
+    served = " / ".join(f"{v:.0f}" for v in per_worker.values())
+
+    def mib(key: str) -> str:
+        return f"{rss.get(key, float('nan')) / 1024:.1f}"
+
     return "\n".join(
         [
-            "# Speech benchmark",
+            "## Speech (bench/speech.py)",
             "",
             f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPUs; "
             f"load average at end {os.getloadavg()[0]:.2f}",
             f"- command: `.venv/bin/python bench/speech.py --seconds {a.seconds:g} --rounds {a.rounds} "
-            f"--streams {a.streams} --chunks {a.chunks}`",
+            f"--streams {a.streams} --chunks {a.chunks} --warm-up {a.warm_up:g} --measure {a.measure:g} "
+            f"--connections {a.connections} --rss-every {a.rss_every:g}`",
             "- hub: `integration-hub serve --workers 2` (bench/hub.py), openai credential pointed at the "
             "fake OpenAI audio server (tests/fakes/openai_audio.py, its own process; 100 ms PCM chunks "
             "10 ms apart), and a google_speech credential pointed at the fake Google StreamingRecognize "
@@ -400,11 +507,15 @@ def markdown(result: dict[str, object], a: argparse.Namespace) -> str:
             "| --- | --- | --- | --- |",
             f"| StreamSynthesize: added time to first audio, p50 at c=1 | <= 5 ms | {added:.2f} ms "
             f"({h['p50']:.2f} - {d['p50']:.2f}; n {h['n']} / {d['n']}) | {ttfa_verdict} |",
-            f"| {s['concurrency']} concurrent StreamSynthesize streams, {a.seconds * 4:g} s | no errors | "
-            f"{s['completed']} streams completed, errors {s['errors'] or 0} | {streams_verdict} |",
-            f"| the same: worker RSS (sum, after a {a.seconds:g} s warm-up -> end) | flat (< 5 %) | "
-            f"{s['rss_kib_before'] / 1024:.1f} -> "
-            f"{s['rss_kib_after'] / 1024:.1f} MiB ({growth:+.1f} %) | {rss_verdict} |",
+            f"| {s['concurrency']} concurrent StreamSynthesize streams over {s['connections']} connections, "
+            f"{a.measure:g} s after a {a.warm_up:g} s warm-up | no errors | "
+            f"{s['completed']} streams completed (warm-up {s['warm_up_completed']}), errors "
+            f"{s['errors'] or 0} | {streams_verdict} |",
+            f"| the same: worker RSS (sum), trend (Theil-Sen) over the {a.measure:g} s "
+            f"({rss['samples']} samples, one per {a.rss_every:g} s; both workers serving) | flat (< 5 %) | "
+            f"{mib('fitted_start_kib')} -> {mib('fitted_end_kib')} MiB ({growth:+.1f} %); medians of the "
+            f"first / last quarter {mib('first_quarter_median_kib')} / {mib('last_quarter_median_kib')} MiB, "
+            f"range {mib('min_kib')}-{mib('max_kib')}; streams per worker {served} | {rss_verdict} |",
             f"| StreamTranscribe: added time per streamed chunk (100 ms of audio -> its result), p50 | "
             f"<= 5 ms | {chunk_added:.2f} ms ({ch['p50']:.2f} - {cd['p50']:.2f}; n {ch['n']} / {cd['n']}) | "
             f"{chunk_verdict} |",
@@ -422,8 +533,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--streams", type=int, default=200)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS-speech.md"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="its speech section")
     ap.add_argument("--chunks", type=int, default=200, help="chunks per StreamTranscribe round")
+    ap.add_argument("--warm-up", type=float, default=30.0, help="seconds of streams before memory is judged")
+    ap.add_argument("--measure", type=float, default=120.0, help="seconds of streams, memory judged")
+    ap.add_argument("--connections", type=int, default=8, help="gRPC connections the streams share")
+    ap.add_argument("--rss-every", type=float, default=1.0, help="seconds between RSS samples")
     ap.add_argument("--serve-fake", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--serve-google", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--chunk-delay", type=float, default=0.01, help=argparse.SUPPRESS)
@@ -436,7 +551,7 @@ def main() -> int:
         return 0
     result = asyncio.run(run(a))
     print(json.dumps(result, indent=2))
-    Path(a.out).write_text(markdown(result, a))
+    results.write_section(Path(a.out), "speech", markdown(result, a))
     return 0
 
 
