@@ -31,10 +31,6 @@ RATES = (8000, 16000, 24000, 48000)
 STATUS_POLL_SECONDS = 1.0
 
 
-def _precondition(reason: str, message: str) -> HubError:
-    return HubError(grpc.StatusCode.FAILED_PRECONDITION, reason, message)
-
-
 async def _config(requests: AsyncIterator[pb.CallMediaRequest]) -> pb.CallMediaConfig:
     try:
         first = await anext(requests)
@@ -65,8 +61,10 @@ class CallMediaStreams:
                 grpc.StatusCode.NOT_FOUND, "CALL_NOT_FOUND", f"no call {config.call_id!r} in this tenant"
             )
         if row.action.get("kind") != t.CallActionKind.MEDIA_STREAM.value:
-            raise _precondition(
-                "CALL_HAS_NO_MEDIA", f"call {row.id!r} was not placed with a media_stream action"
+            raise HubError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "CALL_HAS_NO_MEDIA",
+                f"call {row.id!r} was not placed with a media_stream action",
             )
         connection = await self._attach(row.id, call)
         if connection is None:
@@ -157,4 +155,6 @@ class CallMediaStreams:
                 yield pb.CallMediaResponse(stop=pb.MediaStopped(reason=orjson.loads(frame.payload)["reason"]))
                 return
             elif frame.kind is Kind.REFUSED:
-                raise _precondition("CALL_MEDIA_ATTACHED", frame.payload.decode())
+                raise HubError(
+                    grpc.StatusCode.FAILED_PRECONDITION, "CALL_MEDIA_ATTACHED", frame.payload.decode()
+                )

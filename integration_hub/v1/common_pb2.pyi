@@ -102,6 +102,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The credential is at its concurrency limit with a full queue; retry shortly."""
     ERROR_REASON_CANCELLED: _ErrorReason.ValueType  # 26
     """The caller cancelled the call, its deadline passed, or it hung up."""
+    ERROR_REASON_CALL_NOT_FOUND: _ErrorReason.ValueType  # 27
+    """Telephony: the call is not one of this tenant's."""
+    ERROR_REASON_CALL_OUTCOME_UNKNOWN: _ErrorReason.ValueType  # 28
+    """The provider did not answer whether it placed the call (a timeout, a connection
+    lost after the request went out); it was not retried, so as not to ring twice.
+    """
+    ERROR_REASON_PUBLIC_URL_NOT_SET: _ErrorReason.ValueType  # 29
+    """HUB_PUBLIC_URL is not set: providers cannot reach the hub's call endpoints."""
+    ERROR_REASON_CALL_NOT_PLACED: _ErrorReason.ValueType  # 30
+    """The call has no provider call id yet (being placed, or its outcome unknown)."""
+    ERROR_REASON_CALL_HAS_NO_MEDIA: _ErrorReason.ValueType  # 31
+    """CallMedia for a call placed without a media_stream action."""
+    ERROR_REASON_CALL_MEDIA_ATTACHED: _ErrorReason.ValueType  # 32
+    """Another CallMedia stream is attached to the call."""
+    ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 33
+    """The RPC is declared but not implemented in this version of the hub."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason (without the
@@ -164,6 +180,22 @@ ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 25
 """The credential is at its concurrency limit with a full queue; retry shortly."""
 ERROR_REASON_CANCELLED: ErrorReason.ValueType  # 26
 """The caller cancelled the call, its deadline passed, or it hung up."""
+ERROR_REASON_CALL_NOT_FOUND: ErrorReason.ValueType  # 27
+"""Telephony: the call is not one of this tenant's."""
+ERROR_REASON_CALL_OUTCOME_UNKNOWN: ErrorReason.ValueType  # 28
+"""The provider did not answer whether it placed the call (a timeout, a connection
+lost after the request went out); it was not retried, so as not to ring twice.
+"""
+ERROR_REASON_PUBLIC_URL_NOT_SET: ErrorReason.ValueType  # 29
+"""HUB_PUBLIC_URL is not set: providers cannot reach the hub's call endpoints."""
+ERROR_REASON_CALL_NOT_PLACED: ErrorReason.ValueType  # 30
+"""The call has no provider call id yet (being placed, or its outcome unknown)."""
+ERROR_REASON_CALL_HAS_NO_MEDIA: ErrorReason.ValueType  # 31
+"""CallMedia for a call placed without a media_stream action."""
+ERROR_REASON_CALL_MEDIA_ATTACHED: ErrorReason.ValueType  # 32
+"""Another CallMedia stream is attached to the call."""
+ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 33
+"""The RPC is declared but not implemented in this version of the hub."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 ALLOWED_SCOPES_FIELD_NUMBER: _builtins.int
