@@ -32,6 +32,8 @@ from integration_hub.store import open_store
 from integration_hub.store.base import Store
 from integration_hub.telephony.api import TelephonyApi
 from integration_hub.telephony.calls import TelephonyCalls
+from integration_hub.telephony.campaign_api import CampaignApi
+from integration_hub.telephony.campaigns import CampaignRunner
 from integration_hub.telephony.events import CallEvents
 from integration_hub.telephony.media_agent import CallMediaStreams
 from integration_hub.telephony.urls import CallUrls
@@ -114,6 +116,8 @@ class Hub:
     webhooks: TelephonyWebhooks | None = None
     # The media rendezvous directory when this hub made it (removed at close).
     own_media_dir: str | None = None
+    # This worker's share of the campaigns (telephony/campaigns.py), running from open().
+    campaigns: CampaignRunner | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
@@ -152,6 +156,10 @@ class Hub:
         media_dir, own_media_dir = media_directory()
         media = CallMediaStreams(store, media_dir)
         usage.start()
+        campaigns = CampaignRunner(store, telephony)
+        telephony_api = TelephonyApi(
+            telephony, call_events, media, CampaignApi(store, credentials, settings.public_url, campaigns)
+        )
         methods = method_table(
             [
                 (credentials_pb2.DESCRIPTOR.services_by_name["CredentialService"], credentials),
@@ -160,12 +168,13 @@ class Hub:
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
                 (
                     telephony_pb2.DESCRIPTOR.services_by_name["TelephonyService"],
-                    TelephonyApi(telephony, call_events, media),
+                    telephony_api,
                 ),
             ]
         )
         dispatcher = Dispatcher(methods, Authenticator(store, token_cache))
         openai = OpenAIAdapter(dispatcher, llm, credentials, speech)
+        await campaigns.start()
         return cls(
             settings,
             store,
@@ -187,6 +196,7 @@ class Hub:
                 call_events, CallUrls(settings.public_url) if settings.public_url else None, media_dir
             ),
             own_media_dir=own_media_dir,
+            campaigns=campaigns,
         )
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -224,6 +234,9 @@ class Hub:
         return "keyring", "ok"
 
     async def close(self) -> None:
+        if self.campaigns is not None:
+            # First: calls being placed still need the provider pools and the store.
+            await self.campaigns.close()
         await callers_pools.close_all()
         if self.own_media_dir is not None:
             shutil.rmtree(self.own_media_dir, ignore_errors=True)

@@ -94,6 +94,9 @@ async def serve(settings: Settings, *, migrate: bool = False, link: SupervisorLi
         )
         await _wait_for_stop_signal(link)
         log.info("stopping: draining in-flight calls", extra={"drain_seconds": settings.drain_seconds})
+        if hub.campaigns is not None:
+            # No new campaign calls while draining; calls being placed finish first.
+            await hub.campaigns.close()
         await servers.stop(settings.drain_seconds)
     finally:
         await hub.close()

@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Literal, Protocol
 
 from .calls import CallStore
+from .campaigns import CampaignStore
 
 
 class StoreError(Exception):
@@ -146,7 +147,7 @@ class UsageTotals:
     day: date | None = None
 
 
-class Store(CallStore, Protocol):
+class Store(CallStore, CampaignStore, Protocol):
     """Persistence for credentials, tokens, key usage counters, the audit trail, usage records
     and (CallStore, in calls.py) telephony's calls and events."""
 

@@ -52,6 +52,7 @@ from .base import (
 )
 from .migrations import load_migrations, migrate_postgres
 from .postgres_calls import PostgresCalls
+from .postgres_campaigns import PostgresCampaigns
 
 # Errors meaning "the database cannot be reached or refused the operation", as opposed
 # to a bug in a query. TimeoutError (connect timeout) is an OSError.
@@ -132,7 +133,7 @@ def _is_unavailability(exc: BaseException) -> bool:
     return isinstance(exc, _UNAVAILABLE_ERRORS) and not isinstance(exc, ValueError)
 
 
-class PostgresStore(PostgresCalls):
+class PostgresStore(PostgresCalls, PostgresCampaigns):
     def __init__(
         self,
         url: str,

@@ -51,6 +51,7 @@ from .base import (
 )
 from .migrations import load_migrations, migrate_sqlite
 from .sqlite_calls import SqliteCalls
+from .sqlite_campaigns import SqliteCampaigns
 
 IN_MEMORY = ":memory:"
 
@@ -81,7 +82,7 @@ _WAL_RETRY_SECONDS = 0.01
 _NAME_CONSTRAINT_COLUMNS = "credentials.tenant_id, credentials.name"
 
 
-class SqliteStore(SqliteCalls):
+class SqliteStore(SqliteCalls, SqliteCampaigns):
     def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms

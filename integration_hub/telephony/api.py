@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC
 
-import grpc
-
-from integration_hub.errors import HubError, invalid_field
+from integration_hub.errors import invalid_field
 from integration_hub.rpc import CallContext
 from integration_hub.store.calls import CallQuery
 from integration_hub.telephony import convert
@@ -18,6 +16,7 @@ from integration_hub.telephony.calls import (
     TelephonyCalls,
     check_idempotency_key,
 )
+from integration_hub.telephony.campaign_api import CampaignApi
 from integration_hub.telephony.events import CallEvents
 from integration_hub.telephony.media_agent import CallMediaStreams
 from integration_hub.telephony.numbers import e164
@@ -32,14 +31,6 @@ def _timeout(request_timeout: object, call: CallContext) -> float:
     if value and not 0 < value <= MAX_PROVIDER_TIMEOUT:
         raise invalid_field("timeout", f"must be more than 0 and at most {MAX_PROVIDER_TIMEOUT:g}s")
     return call.time_left(value or DEFAULT_PROVIDER_TIMEOUT)
-
-
-def _not_yet(what: str) -> HubError:
-    return HubError(
-        grpc.StatusCode.UNIMPLEMENTED,
-        "NOT_IMPLEMENTED",
-        f"{what} is not implemented in this version of the hub yet (telephony issue, in progress)",
-    )
 
 
 def new_call(request: pb.PlaceCallRequest) -> NewCall:
@@ -61,10 +52,13 @@ def _no_action() -> dict[str, str]:
 
 
 class TelephonyApi:
-    def __init__(self, calls: TelephonyCalls, events: CallEvents, media: CallMediaStreams) -> None:
+    def __init__(
+        self, calls: TelephonyCalls, events: CallEvents, media: CallMediaStreams, campaigns: CampaignApi
+    ) -> None:
         self._calls = calls
         self._events = events
         self._media = media
+        self._campaigns = campaigns
 
     async def PlaceCall(self, request: pb.PlaceCallRequest, call: CallContext) -> pb.PlaceCallResponse:
         if not request.credential:
@@ -117,25 +111,27 @@ class TelephonyApi:
         async for response in self._media.serve(requests, call):
             yield response
 
+    # --- campaigns: campaign_api.py ----------------------------------------------------
+
     async def CreateCampaign(
         self, request: pb.CreateCampaignRequest, call: CallContext
     ) -> pb.CreateCampaignResponse:
-        raise _not_yet("CreateCampaign")
+        return await self._campaigns.CreateCampaign(request, call)
 
     async def GetCampaign(self, request: pb.GetCampaignRequest, call: CallContext) -> pb.GetCampaignResponse:
-        raise _not_yet("GetCampaign")
+        return await self._campaigns.GetCampaign(request, call)
 
     async def PauseCampaign(
         self, request: pb.PauseCampaignRequest, call: CallContext
     ) -> pb.PauseCampaignResponse:
-        raise _not_yet("PauseCampaign")
+        return await self._campaigns.PauseCampaign(request, call)
 
     async def ResumeCampaign(
         self, request: pb.ResumeCampaignRequest, call: CallContext
     ) -> pb.ResumeCampaignResponse:
-        raise _not_yet("ResumeCampaign")
+        return await self._campaigns.ResumeCampaign(request, call)
 
     async def CancelCampaign(
         self, request: pb.CancelCampaignRequest, call: CallContext
     ) -> pb.CancelCampaignResponse:
-        raise _not_yet("CancelCampaign")
+        return await self._campaigns.CancelCampaign(request, call)

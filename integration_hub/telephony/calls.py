@@ -24,6 +24,7 @@ from callers import errors as caller_errors
 from callers import registry
 from callers import types as t
 from callers.base import Capability
+from integration_hub.dispatch import from_caller_error
 from integration_hub.errors import HubError, invalid_field
 from integration_hub.ids import unique_id
 from integration_hub.provider_calls import ProviderCalls, Timing
@@ -82,11 +83,17 @@ class NewCall:
     attempt: int = 1
 
 
+# Campaign calls' keys (campaigns.py): a client's key may not take one.
+RESERVED_KEY_PREFIX = "campaign:"
+
+
 def check_idempotency_key(key: str) -> str | None:
     if not key:
         return None
     if len(key) > MAX_IDEMPOTENCY_KEY or not key.isascii() or not key.isprintable():
         raise invalid_field("idempotency_key", f"printable ASCII, at most {MAX_IDEMPOTENCY_KEY} characters")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        raise invalid_field("idempotency_key", f"keys starting with {RESERVED_KEY_PREFIX!r} are reserved")
     return key
 
 
@@ -163,9 +170,12 @@ class TelephonyCalls(ProviderCalls):
         )
         try:
             response = await self._place(call, credential.id, request, timeout)
-        except HubError as exc:
-            if exc.reason != "CALL_OUTCOME_UNKNOWN":
-                await self._store.mark_call_failed(call_id, exc.message, datetime.now(UTC))
+        except (HubError, caller_errors.CallerError) as exc:
+            # The provider refused the call (or the hub did, before asking): it is failed,
+            # with the reason. An unknown outcome stays queued for its events to settle.
+            refusal = exc if isinstance(exc, HubError) else from_caller_error(exc)
+            if refusal.reason != "CALL_OUTCOME_UNKNOWN":
+                await self._store.mark_call_failed(call_id, refusal.message, datetime.now(UTC))
             raise
         status = response.status
         placed = CallPlaced(

@@ -118,6 +118,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Another CallMedia stream is attached to the call."""
     ERROR_REASON_NOT_IMPLEMENTED: _ErrorReason.ValueType  # 33
     """The RPC is declared but not implemented in this version of the hub."""
+    ERROR_REASON_CAMPAIGN_NOT_FOUND: _ErrorReason.ValueType  # 34
+    """Telephony: the campaign is not one of this tenant's."""
+    ERROR_REASON_CAMPAIGN_ENDED: _ErrorReason.ValueType  # 35
+    """The campaign was canceled or has completed: it cannot be paused or resumed."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason (without the
@@ -196,6 +200,10 @@ ERROR_REASON_CALL_MEDIA_ATTACHED: ErrorReason.ValueType  # 32
 """Another CallMedia stream is attached to the call."""
 ERROR_REASON_NOT_IMPLEMENTED: ErrorReason.ValueType  # 33
 """The RPC is declared but not implemented in this version of the hub."""
+ERROR_REASON_CAMPAIGN_NOT_FOUND: ErrorReason.ValueType  # 34
+"""Telephony: the campaign is not one of this tenant's."""
+ERROR_REASON_CAMPAIGN_ENDED: ErrorReason.ValueType  # 35
+"""The campaign was canceled or has completed: it cannot be paused or resumed."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 ALLOWED_SCOPES_FIELD_NUMBER: _builtins.int

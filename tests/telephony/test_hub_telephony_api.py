@@ -181,9 +181,14 @@ async def test_webhooks_refuse_unknown_calls_and_big_bodies(phone_hub: HubUnderT
         assert response.status == 403
 
 
-async def test_campaigns_and_media_say_they_are_not_done_yet(phone_hub: HubUnderTest) -> None:
+async def test_unknown_campaigns(phone_hub: HubUnderTest) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub(phone_hub).GetCampaign(
             pb.GetCampaignRequest(campaign_id="c"), metadata=phone_hub.auth(phone_hub.tokens.admin)
         )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_campaign_keys_are_reserved(phone_hub: HubUnderTest) -> None:
+    error = await place_error(phone_hub, say(idempotency_key="campaign:x:1:1"))
+    assert error.details().startswith("idempotency_key:")
