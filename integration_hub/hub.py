@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from callers import pools as callers_pools
+from callers.errors import CallerError
 from integration_hub import metrics, tracing
 from integration_hub.audit import AuditLog
 from integration_hub.auth import Authenticator
@@ -65,6 +66,16 @@ def media_directory() -> tuple[str, str | None]:
         return shared, None
     own = tempfile.mkdtemp(prefix="integration-hub-media-")  # mode 0700
     return own, own
+
+
+def preload_audio() -> None:
+    """Import the audio stack (numpy, soxr) now, not on the event loop at a worker's first
+    call media or speech stream: importing takes 0.1-0.3 s, a stall every other live call
+    on the worker would hear. Without the speech extra there is nothing to load."""
+    try:
+        import callers.audio.stream  # noqa: F401
+    except (ImportError, CallerError):
+        log.debug("audio stack not installed (speech extra): speech and call media are unavailable")
 
 
 def load_keyrings(settings: Settings) -> KeyringSource:
@@ -122,6 +133,7 @@ class Hub:
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
         keyrings = load_keyrings(settings)
+        preload_audio()
         try:
             tracing.configure_from_env()
         except tracing.TracingUnavailable as exc:

@@ -16,7 +16,7 @@ from callers.audio import formats, g711
 from callers.audio._deps import missing_extra
 from callers.audio.errors import AudioError
 from callers.audio.pcm import Frames, frames_to_int16, int16_to_frames
-from callers.audio.resample import StreamResampler, mix_channels
+from callers.audio.resample import LIVE_QUALITY, QUALITY, StreamResampler, mix_channels
 from callers.types.speech import AudioEncoding, AudioFormat
 
 try:
@@ -31,9 +31,11 @@ class StreamConverter:
     Both formats are raw (container ``raw``) PCM s16le, mu-law or A-law with their
     sample rates. `target.channels` is `source.channels` or 1 (a down-mix). Call
     `feed` per chunk and `flush` once at the end; each returns the bytes ready so far.
+    `low_latency` (live call media) trades resampling quality for output at once
+    (resample.LIVE_QUALITY).
     """
 
-    def __init__(self, source: AudioFormat, target: AudioFormat) -> None:
+    def __init__(self, source: AudioFormat, target: AudioFormat, *, low_latency: bool = False) -> None:
         self._source_rate = formats.check_stream_format(source, output=False)
         self._target_rate = formats.check_stream_format(target, output=True)
         if target.channels not in (1, source.channels):
@@ -47,7 +49,12 @@ class StreamConverter:
         self._frame_bytes = formats.BYTES_PER_SAMPLE[source.encoding] * source.channels
         self._pending = b""
         self._resampler = (
-            StreamResampler(self._source_rate, self._target_rate, target.channels)
+            StreamResampler(
+                self._source_rate,
+                self._target_rate,
+                target.channels,
+                quality=LIVE_QUALITY if low_latency else QUALITY,
+            )
             if self._source_rate != self._target_rate
             else None
         )

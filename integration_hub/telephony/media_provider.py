@@ -116,6 +116,10 @@ class ProviderLeg:
             link.remove(self._media_dir, self._call_id)
             agent, self._agent = self._agent, None
             if agent is not None:
+                if agent.inbound is not None:  # the call's last audio, held by the resampler
+                    tail = agent.inbound.flush()
+                    if tail:
+                        agent.send(Kind.AUDIO, tail)
                 agent.send(Kind.STOP, orjson.dumps({"reason": reason}))
                 with contextlib.suppress(ConnectionError):
                     await agent.writer.drain()
@@ -184,9 +188,16 @@ class ProviderLeg:
             return False
         from callers.audio.stream import StreamConverter  # numpy/soxr: the speech extra
 
-        agent.inbound = StreamConverter(native, _linear16(agent.rate))
-        agent.outbound = StreamConverter(_linear16(agent.rate), native)
+        agent.inbound = StreamConverter(native, _linear16(agent.rate), low_latency=True)
+        agent.outbound = self._outbound_converter(agent)
         return True
+
+    def _outbound_converter(self, agent: _Agent) -> Any:
+        from callers.audio.stream import StreamConverter
+
+        native = self._session.native_format
+        assert native is not None
+        return StreamConverter(_linear16(agent.rate), native, low_latency=True)
 
     # --- the agent -----------------------------------------------------------------
 
@@ -226,10 +237,16 @@ class ProviderLeg:
                 if self._converters(agent):
                     self._enqueue_audio(agent.outbound.feed(frame.payload))
             elif frame.kind is Kind.PLAY_MARK:
+                # The utterance before the mark plays whole: the converter's held tail too.
+                if agent.outbound is not None:
+                    self._enqueue_audio(agent.outbound.flush())
+                    agent.outbound = self._outbound_converter(agent)
                 self._flush_pending()
                 self._queue.append(_Mark(frame.payload.decode()))
                 self._wake.set()
             elif frame.kind is Kind.CLEAR:
+                if agent.outbound is not None:  # what it holds is the dropped utterance's
+                    agent.outbound = self._outbound_converter(agent)
                 self._clear()
 
     def _enqueue_audio(self, native: bytes) -> None:
