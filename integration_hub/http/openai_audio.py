@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from callers import errors as caller_errors
 from callers import types as t
 from callers.types import AudioContainer as C
 from callers.types import AudioEncoding as E
@@ -150,9 +151,21 @@ class OpenAIAudio:
                 return web.Response(
                     body=response.audio, content_type=content_type, headers={"x-request-id": rid}
                 )
-            _, chunks = await self._speech.stream_synthesize(
-                call, credential, neutral, timeout, Timing(started=call.started)
-            )
+            try:
+                _, chunks = await self._speech.stream_synthesize(
+                    call, credential, neutral, timeout, Timing(started=call.started)
+                )
+            except caller_errors.InvalidRequest as exc:
+                if not exc.message.startswith("output_format:"):
+                    raise
+                # The provider cannot stream this format (Google streams no mp3, Deepgram mp3
+                # only at 22.05 kHz): the whole answer, converted, as OpenAI would send it.
+                response, _, _, _ = await self._speech.synthesize(
+                    call, credential, neutral, call.time_left(timeout)
+                )
+                return web.Response(
+                    body=response.audio, content_type=content_type, headers={"x-request-id": rid}
+                )
             return await _stream_audio(request, chunks, content_type, rid)
         except Exception as exc:
             return self._adapter._error(exc, "audio/speech", rid)
