@@ -36,11 +36,19 @@ from integration_hub.telephony.media_link import Kind
 log = logging.getLogger("integration_hub.telephony.media")
 MAX_QUEUED_SECONDS = 60.0
 MAX_PROVIDER_MESSAGE = 1024 * 1024
+# How far behind the pacer may catch up in a burst after the loop stalled.
+MAX_CATCH_UP_SECONDS = 0.2
+# Inbound audio queued to an agent that does not keep up: beyond this much, frames are
+# dropped (and counted) rather than delivered ever later.
+MAX_AGENT_BACKLOG_SECONDS = 0.2
+# The encoding's silence, to align a fresh resampler's output on whole frames.
+_SILENCE = {t.AudioEncoding.PCM_S16LE: b"\x00", t.AudioEncoding.MULAW: b"\xff", t.AudioEncoding.ALAW: b"\xd5"}
 # Looked up once: a frame costs one increment.
 _FORWARDED = metrics.MEDIA_FRAMES.labels("in", "forwarded")
 _NOT_ATTACHED = metrics.MEDIA_FRAMES.labels("in", "dropped")
 _SENT = metrics.MEDIA_FRAMES.labels("out", "sent")
 _CLEARED = metrics.MEDIA_FRAMES.labels("out", "cleared")
+_BEHIND = metrics.MEDIA_FRAMES.labels("in", "late")
 
 
 def _linear16(rate: int) -> t.AudioFormat:
@@ -66,10 +74,18 @@ class _Agent:
         self.rate = rate
         self.inbound: Any = None  # provider native -> linear16 at rate
         self.outbound: Any = None  # linear16 at rate -> provider native
+        self.align = True  # the outbound converter's first output is still to be aligned
+        self.padded = 0  # bytes of silence it was given, taken back from its flushed tail
 
     def send(self, kind: Kind, payload: bytes = b"") -> None:
         if not self.writer.is_closing():
             link.write_frame(self.writer, kind, payload)
+
+    def behind(self) -> bool:
+        """More inbound audio waits in the link than a conversation can be late by."""
+        transport = self.writer.transport
+        backlog = transport.get_write_buffer_size() if transport is not None else 0
+        return backlog > MAX_AGENT_BACKLOG_SECONDS * self.rate * 2
 
 
 class ProviderLeg:
@@ -162,9 +178,11 @@ class ProviderLeg:
             agent = self._agent
             if agent is not None and self._converters(agent):
                 pcm = agent.inbound.feed(event.audio)
-                if pcm:
+                if pcm and agent.behind():
+                    _BEHIND.inc()  # late audio is no use to a live conversation
+                elif pcm:
                     agent.send(Kind.AUDIO, pcm)
-                _FORWARDED.inc()
+                    _FORWARDED.inc()
             else:
                 _NOT_ATTACHED.inc()
         elif kind is t.MediaEventKind.DTMF:
@@ -197,6 +215,7 @@ class ProviderLeg:
 
         native = self._session.native_format
         assert native is not None
+        agent.align, agent.padded = True, 0
         return StreamConverter(_linear16(agent.rate), native, low_latency=True)
 
     # --- the agent -----------------------------------------------------------------
@@ -235,11 +254,16 @@ class ProviderLeg:
             frame = await link.read_frame(agent.reader)
             if frame.kind is Kind.PLAY:
                 if self._converters(agent):
-                    self._enqueue_audio(agent.outbound.feed(frame.payload))
+                    self._enqueue_audio(
+                        self._aligned(agent, agent.outbound.feed(frame.payload), frame.payload)
+                    )
             elif frame.kind is Kind.PLAY_MARK:
                 # The utterance before the mark plays whole: the converter's held tail too.
                 if agent.outbound is not None:
-                    self._enqueue_audio(agent.outbound.flush())
+                    tail = agent.outbound.flush()
+                    # The tail is what the first output was short of: the padding's worth of
+                    # it is dropped, so an utterance plays exactly as long as it was sent.
+                    self._enqueue_audio(tail[: max(0, len(tail) - agent.padded)])
                     agent.outbound = self._outbound_converter(agent)
                 self._flush_pending()
                 self._queue.append(_Mark(frame.payload.decode()))
@@ -248,6 +272,24 @@ class ProviderLeg:
                 if agent.outbound is not None:  # what it holds is the dropped utterance's
                     agent.outbound = self._outbound_converter(agent)
                 self._clear()
+
+    def _aligned(self, agent: _Agent, native: bytes, source: bytes) -> bytes:
+        """A fresh resampler's first output is a sample or so short of its input's length:
+        left so, every frame after it would wait for the next chunk (a frame time late).
+        Silence in front makes up the shortfall, once per converter."""
+        if not agent.align or not native:
+            return native
+        agent.align = False
+        fmt = self._session.native_format
+        if fmt is None:
+            return native
+        expected = len(source) // 2 * bytes_per_second(fmt) // agent.rate  # the agent's is mono linear16
+        short = expected - len(native)
+        if 0 < short < self._session.frame_bytes:
+            width = formats.BYTES_PER_SAMPLE[fmt.encoding]
+            agent.padded = short - short % width
+            return _SILENCE[fmt.encoding] * agent.padded + native
+        return native
 
     def _enqueue_audio(self, native: bytes) -> None:
         size = self._session.frame_bytes
@@ -307,10 +349,13 @@ class ProviderLeg:
     # --- pacing --------------------------------------------------------------------
 
     async def _pace(self) -> None:
-        """One frame per frame time; an idle queue restarts the clock (no catch-up burst)."""
+        """One frame per frame time. The clock restarts only when the queue ran empty (a new
+        utterance); a late wake-up (the loop stalled) catches up, in a burst of at most
+        MAX_CATCH_UP_SECONDS, so that a stall never delays the rest of the call for good."""
         next_at: float | None = None
         while True:
             if not self._queue:
+                next_at = None
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -322,8 +367,10 @@ class ProviderLeg:
             native = self._session.native_format
             frame_seconds = len(item) / bytes_per_second(native) if native else 0.02
             now = self._loop.time()
-            if next_at is None or next_at < now - frame_seconds:
+            if next_at is None:
                 next_at = now
+            elif next_at < now - MAX_CATCH_UP_SECONDS:
+                next_at = now - MAX_CATCH_UP_SECONDS  # further behind: that audio is late for good
             generation = self._generation
             if next_at > now:
                 await asyncio.sleep(next_at - now)
