@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -39,8 +40,8 @@ def _numbered(count: int, start: int = 1) -> str:
 
 
 class PostgresCalls:
-    def _connection(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # PostgresStore's
+    # A mixin of PostgresStore, whose connection it uses (declared for the type checker).
+    _connection: Callable[[], AbstractAsyncContextManager[Any]]
 
     async def insert_call(self, row: CallRow) -> CallRow:
         values = call_values(row, require_utc)

@@ -14,7 +14,7 @@ so that a provider event and the lost-call check serialise on the call).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -78,8 +78,8 @@ def _changed(status: str) -> int:
 
 
 class PostgresCampaigns:
-    def _connection(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # PostgresStore's
+    # A mixin of PostgresStore, whose connection it uses (declared for the type checker).
+    _connection: Callable[[], AbstractAsyncContextManager[Any]]
 
     async def insert_campaign(self, campaign: CampaignRow, numbers: Sequence[NewNumber]) -> None:
         values = campaign_values(campaign, require_utc)

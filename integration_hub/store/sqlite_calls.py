@@ -11,7 +11,7 @@ commit order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -57,8 +57,8 @@ def _marks(count: int) -> str:
 
 
 class SqliteCalls:
-    def _connection(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # SqliteStore's
+    # A mixin of SqliteStore, whose connection it uses (declared for the type checker).
+    _connection: Callable[[], AbstractAsyncContextManager[Any]]
 
     async def _one(self, sql: str, params: tuple[Any, ...]) -> CallRow | None:
         async with self._connection() as conn, conn.execute(sql, params) as cursor:

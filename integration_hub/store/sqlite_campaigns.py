@@ -11,7 +11,7 @@ same row. Batches go in as one statement over json_each (see sqlite.py's _from_j
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
@@ -80,8 +80,8 @@ def _json(rows: Sequence[Any]) -> str:
 
 
 class SqliteCampaigns:
-    def _connection(self) -> AbstractAsyncContextManager[Any]:
-        raise NotImplementedError  # SqliteStore's
+    # A mixin of SqliteStore, whose connection it uses (declared for the type checker).
+    _connection: Callable[[], AbstractAsyncContextManager[Any]]
 
     async def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
         async with self._connection() as conn, conn.execute(sql, tuple(params)) as cursor:
