@@ -24,6 +24,7 @@ from integration_hub.config import Settings
 from integration_hub.credentials import CredentialService
 from integration_hub.dispatch import Dispatcher
 from integration_hub.http.openai_adapter import OpenAIAdapter
+from integration_hub.identity import IdentityApi
 from integration_hub.llm import ChatApi, LlmService
 from integration_hub.policy import PolicyEngine, PolicyError, PolicySource, RateLimiter
 from integration_hub.rpc import method_table
@@ -40,7 +41,7 @@ from integration_hub.telephony.media_agent import CallMediaStreams
 from integration_hub.telephony.urls import CallUrls
 from integration_hub.telephony.webhooks import TelephonyWebhooks
 from integration_hub.usage import UsageApi, UsageRecorder
-from integration_hub.v1 import chat_pb2, credentials_pb2, speech_pb2, telephony_pb2, usage_pb2
+from integration_hub.v1 import chat_pb2, credentials_pb2, identity_pb2, speech_pb2, telephony_pb2, usage_pb2
 from integration_hub.vault import KeyringError, KeyringSource
 from integration_hub.vault.service import Vault
 
@@ -178,6 +179,7 @@ class Hub:
                 (chat_pb2.DESCRIPTOR.services_by_name["ChatService"], ChatApi(llm)),
                 (speech_pb2.DESCRIPTOR.services_by_name["SpeechService"], SpeechApi(speech)),
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
+                (identity_pb2.DESCRIPTOR.services_by_name["IdentityService"], IdentityApi()),
                 (
                     telephony_pb2.DESCRIPTOR.services_by_name["TelephonyService"],
                     telephony_api,
