@@ -45,6 +45,7 @@ PROVIDERS: tuple[str, ...] = (
     "voyageai",
     "openrouter",
     "openai_compatible",
+    "local",  # in-process models (sentence-transformers), no upstream
     # speech
     "google_speech",
     "azure_speech",

@@ -101,7 +101,8 @@ class ProviderSpec:
     display_name: str
     secret_fields: tuple[CredentialField, ...]
     # The secret field the masked hint is made from. When a provider accepts one of
-    # several alternative secrets (twilio), the first alternative present is used.
+    # several alternative secrets (twilio), the first alternative present is used;
+    # "" for a provider without secret fields (local).
     hint_field: str
     option_fields: tuple[CredentialField, ...] = ()
     # Capabilities default to none: a provider opts in to each one it implements.
@@ -121,8 +122,11 @@ class ProviderSpec:
         for kind, names in (("secret", secret_names), ("option", option_names)):
             if len(set(names)) != len(names):
                 raise ValueError(f"{self.name}: duplicate {kind} field names {names}")
-        if self.hint_field not in secret_names:
+        # A provider that holds no secret (a model run in-process) has no field to hint from.
+        if secret_names and self.hint_field not in secret_names:
             raise ValueError(f"{self.name}: hint_field {self.hint_field!r} is not a secret field")
+        if not secret_names and self.hint_field:
+            raise ValueError(f"{self.name}: hint_field {self.hint_field!r} names no field: there are none")
         for f in (*self.secret_fields, *self.option_fields):
             if f.default is not None and f.choices and f.default not in f.choices:
                 raise ValueError(f"{self.name}: default of {f.name!r} is not one of its choices")

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
+# torch first, exactly 2.13.0: the CPU build on disk (a looser requirement pulls CUDA).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
 # shellcheck disable=SC1091
 . .venv/bin/activate

@@ -54,7 +54,7 @@ def run_python(code: str, *, pythonpath: list[Path]) -> subprocess.CompletedProc
 def test_every_provider_has_a_package_with_a_matching_spec() -> None:
     all_specs = registry.specs()
     assert [s.name for s in all_specs] == list(registry.PROVIDERS)
-    assert len(set(registry.PROVIDERS)) == len(registry.PROVIDERS) == 23
+    assert len(set(registry.PROVIDERS)) == len(registry.PROVIDERS) == 24
     for provider_spec in all_specs:
         assert isinstance(provider_spec, ProviderSpec)
         assert provider_spec.extra == provider_spec.name
@@ -146,7 +146,7 @@ def test_catalogue_imports_no_sdk() -> None:
         pythonpath=[ROOT],
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "23 []"
+    assert result.stdout.strip() == "24 []"
 
 
 def test_missing_sdk_becomes_missing_extra_naming_the_extra(tmp_path: Path) -> None:

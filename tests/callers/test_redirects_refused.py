@@ -234,6 +234,7 @@ VERIFY_CASES: dict[str, list[Any]] = {
     "voyageai": [Case("voyageai", base("/v1"))],
     "openrouter": [Case("openrouter", base("/api/v1"))],
     "openai_compatible": [Case("openai_compatible", base("/v1"))],
+    "local": [skipped("local", "no HTTP at all: the model runs in the hub's process from installed files")],
     "google_speech": [
         pytest.param(
             Case(
