@@ -38,6 +38,7 @@ from callers.types import (
     ChatResponse,
     EmbedRequest,
     EmbedResponse,
+    FindCallsRequest,
     HangupRequest,
     Instructions,
     MediaEvent,
@@ -327,6 +328,18 @@ class Telephony(Protocol):
         timeout: float,
     ) -> CallState: ...
 
+    # The provider's calls matching the request (any order; [] when it has none), each
+    # with its created_at: the hub asks this about a call whose place answer was lost and
+    # that never had an event, before it places that call again.
+    async def find_calls(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        request: FindCallsRequest,
+        *,
+        timeout: float,
+    ) -> list[CallState]: ...
+
 
 @runtime_checkable
 class CallEventHandler(Protocol):
@@ -335,6 +348,16 @@ class CallEventHandler(Protocol):
     # request is not signed as the provider signs it; a provider without a signature
     # scheme (exotel) returns at once, the per-call URL token being its authentication.
     def authenticate(
+        self, secret: SecretFields, options: Mapping[str, str], request: WebhookRequest
+    ) -> None: ...
+
+    # The opening request of the call's media websocket (method GET, `url` the ws:// or
+    # wss:// URL the provider was given, no body or form), checked as the provider signs
+    # it: Twilio signs the Media Streams handshake like a webhook (X-Twilio-Signature
+    # over the wss:// URL and no parameters). WebhookRejected when it is not; a provider
+    # that signs no websocket (vonage, exotel) returns at once, the URL token being its
+    # authentication.
+    def authenticate_media(
         self, secret: SecretFields, options: Mapping[str, str], request: WebhookRequest
     ) -> None: ...
 

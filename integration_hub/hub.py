@@ -38,6 +38,7 @@ from integration_hub.telephony.campaign_api import CampaignApi
 from integration_hub.telephony.campaigns import CampaignRunner
 from integration_hub.telephony.events import CallEvents
 from integration_hub.telephony.media_agent import CallMediaStreams
+from integration_hub.telephony.reconcile import CallReconciler
 from integration_hub.telephony.urls import CallUrls
 from integration_hub.telephony.webhooks import TelephonyWebhooks
 from integration_hub.usage import UsageApi, UsageRecorder
@@ -130,6 +131,8 @@ class Hub:
     own_media_dir: str | None = None
     # This worker's share of the campaigns (telephony/campaigns.py), running from open().
     campaigns: CampaignRunner | None = None
+    # Asks providers about calls whose events were lost (telephony/reconcile.py).
+    reconciler: CallReconciler | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Hub:
@@ -169,7 +172,8 @@ class Hub:
         media_dir, own_media_dir = media_directory()
         media = CallMediaStreams(store, media_dir)
         usage.start()
-        campaigns = CampaignRunner(store, telephony)
+        reconciler = CallReconciler(store, telephony, call_events)
+        campaigns = CampaignRunner(store, telephony, reconciler=reconciler)
         telephony_api = TelephonyApi(
             telephony, call_events, media, CampaignApi(store, credentials, settings.public_url, campaigns)
         )
@@ -189,6 +193,7 @@ class Hub:
         dispatcher = Dispatcher(methods, Authenticator(store, token_cache))
         openai = OpenAIAdapter(dispatcher, llm, credentials, speech)
         await campaigns.start()
+        await reconciler.start()
         return cls(
             settings,
             store,
@@ -211,6 +216,7 @@ class Hub:
             ),
             own_media_dir=own_media_dir,
             campaigns=campaigns,
+            reconciler=reconciler,
         )
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
@@ -248,6 +254,8 @@ class Hub:
         return "keyring", "ok"
 
     async def close(self) -> None:
+        if self.reconciler is not None:
+            await self.reconciler.close()
         if self.campaigns is not None:
             # First: calls being placed still need the provider pools and the store.
             await self.campaigns.close()

@@ -164,6 +164,7 @@ class ProviderCalls:
         invoke: Callable[[Any, dict[str, str], Any, str, float], Awaitable[T]],
         *,
         model_required: bool = True,
+        idempotent: bool = True,
     ) -> tuple[T, Target]:
         plan, resolved = await self._plan(call, credential_ref, model, record, model_required=model_required)
 
@@ -175,4 +176,4 @@ class ProviderCalls:
             finally:
                 timing.upstream += time.monotonic() - upstream_start
 
-        return await self._engine.run(call.principal.tenant_id, plan, timeout, attempt)
+        return await self._engine.run(call.principal.tenant_id, plan, timeout, attempt, idempotent=idempotent)

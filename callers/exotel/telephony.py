@@ -1,4 +1,5 @@
-"""TELEPHONY: place a call (Calls/connect), read it (Call details); Exotel cannot hang up.
+"""TELEPHONY: place a call (Calls/connect), read it (Call details), find calls (Bulk Call
+Details); Exotel cannot hang up a live call (below).
 
 Everything goes over the REST wire in wire.py (no SDK exists). Placing a call is
 POST /v1/Accounts/<sid>/Calls/connect.json, form-encoded:
@@ -30,15 +31,26 @@ stream parameters): Exotel hands them back in the websocket's start message. A c
 that opens no stream (say, a flow of your own) has nowhere to carry them, and is refused
 with metadata rather than dropping it.
 
-Exotel's v1 API has no call to end a live call (a Voicebot call ends when the bot closes
-the websocket, which the hub does through its media session): hangup reads the call,
-returns when it has ended, and raises NotSupported while it is live.
+find_calls is the Bulk Call Details API: GET /v1/Accounts/<sid>/Calls.json with
+``From`` (the number dialled first: the request's `to`) and ``DateCreated=gte:<t>;lte:<t>``
+(Exotel's time, IST), one page of FIND_PAGE; the CallerId is checked here too.
+
+Exotel's API cannot end a live call: the Calls API the hub places calls with (v1
+Calls/connect, Call details) has no operation that ends or updates a call, and the leg
+hangup action Exotel documents (POST /v2/accounts/<sid>/legs/<leg_sid>/actions/hangup)
+belongs to its separate Legs / Programmable Voice API, for legs created there (its
+calls are placed and driven over gRPC events, not this API). A Voicebot stream ends
+when the bot closes its websocket, but the hub's CallMedia has no message for an agent
+to ask that. So hangup reads the call, returns when it has ended, and raises
+NotSupported while it is live, saying what bounds it instead: the call's time limit
+(TimeLimit, which Exotel enforces) and its flow.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
 from yarl import URL
 
@@ -49,6 +61,7 @@ from callers.types import (
     CallActionKind,
     CallState,
     CallStatus,
+    FindCallsRequest,
     HangupRequest,
     MachineDetection,
     PlaceCallRequest,
@@ -56,6 +69,7 @@ from callers.types import (
 )
 
 MAX_TIME_LIMIT_SECONDS = 14400
+FIND_PAGE = 100  # the Bulk Call Details API's largest page
 MAX_CUSTOM_FIELD_CHARS = 128
 # Exotel sends ringing, answered and terminal callbacks (developer.exotel.com AgentStream
 # guide, Connect Voice AI API); the flow pages document answered and terminal.
@@ -192,6 +206,26 @@ def _answered_by(value: object) -> str | None:
     return said if said in ("human", "machine") else None
 
 
+def _exotel_time(moment: datetime) -> str:
+    return moment.astimezone(wire.EXOTEL_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _state(call: Mapping[str, object]) -> CallState:
+    """A Call object (call details, or a row of the bulk list) as the hub's CallState."""
+    raw = wire.text(wire.field(call, "Status"))
+    status = wire.status_of(raw)
+    if status is None:
+        raise ProviderUnavailable(f"Exotel reported call status {raw!r}, which the hub does not know")
+    return CallState(
+        provider_call_id=wire.text(wire.field(call, "Sid")),
+        status=status,
+        raw_status=raw,
+        duration_seconds=wire.seconds(wire.field(call, "Duration")),
+        answered_by=_answered_by(wire.field(call, "AnsweredBy")),
+        created_at=wire.parse_time(wire.field(call, "DateCreated")),
+    )
+
+
 class ExotelTelephony:
     async def place_call(
         self, secret: SecretFields, options: Mapping[str, str], request: PlaceCallRequest, *, timeout: float
@@ -218,18 +252,33 @@ class ExotelTelephony:
         where = wire.target(options)
         url = where.url("Calls", f"{_call_id(provider_call_id)}.json", query={"details": "true"})
         data = await wire.request("GET", where, url, secret, options, timeout=timeout)
-        call = wire.call_object(data, where.host)
-        raw = wire.text(wire.field(call, "Status"))
-        status = wire.status_of(raw)
-        if status is None:
-            raise ProviderUnavailable(f"Exotel reported call status {raw!r}, which the hub does not know")
-        return CallState(
-            provider_call_id=wire.text(wire.field(call, "Sid")),
-            status=status,
-            raw_status=raw,
-            duration_seconds=wire.seconds(wire.field(call, "Duration")),
-            answered_by=_answered_by(wire.field(call, "AnsweredBy")),
+        return _state(wire.call_object(data, where.host))
+
+    async def find_calls(
+        self, secret: SecretFields, options: Mapping[str, str], request: FindCallsRequest, *, timeout: float
+    ) -> list[CallState]:
+        where = wire.target(options)
+        window = f"gte:{_exotel_time(request.created_after)};lte:{_exotel_time(request.created_before)}"
+        query = {"From": request.to, "DateCreated": window, "PageSize": str(FIND_PAGE)}
+        data = await wire.request(
+            "GET", where, where.url("Calls.json", query=query), secret, options, timeout=timeout
         )
+        calls = data.get("Calls") if isinstance(data, dict) else None
+        if not isinstance(calls, list):
+            raise ProviderUnavailable(f"unexpected answer from {where.host}: the call list has no Calls")
+        found = []
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            if wire.text(wire.field(call, "From")) != request.to or wire.text(
+                wire.field(call, "PhoneNumberSid")
+            ) not in (
+                "",
+                request.from_,
+            ):
+                continue
+            found.append(_state(call))
+        return found
 
     async def hangup(
         self, secret: SecretFields, options: Mapping[str, str], request: HangupRequest, *, timeout: float
@@ -239,8 +288,11 @@ class ExotelTelephony:
             return
         raise NotSupported(
             "exotel",
-            f"hangup of a live call (this one is {state.raw_status}): Exotel's API cannot end a call; "
-            "a media-stream call ends when the hub closes its media websocket",
+            f"hangup of a live call (this one is {state.raw_status}): Exotel's API cannot end a call "
+            "(its Calls API, which places the hub's calls, has no operation to end or update one; "
+            "the leg hangup of Exotel's Legs API applies only to legs created through that API). "
+            "Bound a call's length with time_limit when placing it (Exotel cuts the call then), "
+            "or end it within its flow (a Hangup applet); it ends when the other party hangs up",
         )
 
 

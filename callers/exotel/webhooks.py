@@ -121,6 +121,13 @@ class ExotelWebhooks:
         # path, checked by the hub before this is called, is the whole authentication.
         return
 
+    def authenticate_media(
+        self, secret: SecretFields, options: Mapping[str, str], request: WebhookRequest
+    ) -> None:
+        # Exotel signs no websocket either (its only schemes are IP allow-listing and Basic
+        # credentials in the URL): the per-call URL token is the authentication.
+        return
+
     def parse_events(self, options: Mapping[str, str], request: WebhookRequest) -> list[CallEvent]:
         fields = _fields(request)
         call_sid = wire.text(fields.get("CallSid")).strip()

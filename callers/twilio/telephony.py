@@ -29,6 +29,9 @@ aiohttp session, no retries, no environment), so no request blocks the event loo
   error 21220 (not in a state that allows the change), after which the call is read
   back and, being over, hangup returns.
 - get_call: GET .../Calls/{CallSid}.json (`fetch_async`): status, duration, answered_by.
+- find_calls: GET .../Calls.json?To=..&From=.. (`list_async`, newest first, at most
+  FIND_LIMIT): Twilio filters calls by number but by start time only (a call that never
+  started has none), so the creation window is checked here, on date_created.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from callers.twilio import client, errors, statuses, twiml
 from callers.types import (
     CallActionKind,
     CallState,
+    FindCallsRequest,
     HangupRequest,
     MachineDetection,
     PlaceCallRequest,
@@ -51,6 +55,7 @@ T = TypeVar("T")
 
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 MAX_RING_SECONDS = 600
+FIND_LIMIT = 50  # calls to one number from one number within minutes: a handful at most
 
 
 def _secrets(secret: SecretFields) -> tuple[str | None, ...]:
@@ -155,6 +160,27 @@ class TwilioTelephony:
         if not state.status.terminal:
             raise failure
 
+    async def find_calls(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        request: FindCallsRequest,
+        *,
+        timeout: float,
+    ) -> list[CallState]:
+        async def listing(sdk: Any) -> Any:
+            return await sdk.calls.list_async(
+                to=request.to, from_=request.from_, limit=FIND_LIMIT, page_size=FIND_LIMIT
+            )
+
+        found = []
+        for call in await _run(secret, options, timeout, listing):
+            created = call.date_created
+            if created is None or not request.created_after <= created <= request.created_before:
+                continue
+            found.append(_state(call, str(call.sid or "")))
+        return found
+
     async def get_call(
         self,
         secret: SecretFields,
@@ -168,18 +194,23 @@ class TwilioTelephony:
         async def fetch(sdk: Any) -> Any:
             return await sdk.calls(sid).fetch_async()
 
-        call = await _run(secret, options, timeout, fetch)
-        raw = str(call.status or "")
-        status = statuses.status_of(raw)
-        if status is None:
-            raise ProviderUnavailable(f"unexpected answer from Twilio: call status {raw[:40]!r}")
-        return CallState(
-            provider_call_id=str(call.sid or sid),
-            status=status,
-            raw_status=raw,
-            duration_seconds=statuses.seconds(call.duration) if status.terminal else None,
-            answered_by=statuses.answered_by(call.answered_by),
-        )
+        return _state(await _run(secret, options, timeout, fetch), sid)
+
+
+def _state(call: Any, sid: str) -> CallState:
+    """A CallInstance as the hub's CallState."""
+    raw = str(call.status or "")
+    status = statuses.status_of(raw)
+    if status is None:
+        raise ProviderUnavailable(f"unexpected answer from Twilio: call status {raw[:40]!r}")
+    return CallState(
+        provider_call_id=str(call.sid or sid),
+        status=status,
+        raw_status=raw,
+        duration_seconds=statuses.seconds(call.duration) if status.terminal else None,
+        answered_by=statuses.answered_by(call.answered_by),
+        created_at=call.date_created,
+    )
 
 
 CALLER = TwilioTelephony()

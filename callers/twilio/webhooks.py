@@ -29,6 +29,11 @@ AMD result (AsyncAmdStatusCallback, telephony.py) is a POST with CallSid, Accoun
 AnsweredBy and MachineDetectionDuration and no CallStatus: an event with status None,
 raw_status "answered_by", answered_by set, event_id "<CallSid>:amd:<AnsweredBy>".
 
+Media Streams: Twilio signs the websocket's opening request too (X-Twilio-Signature, the
+same HMAC over the wss:// URL of the <Stream> and no parameters: Twilio's Media Streams
+security notes, and the scheme is wss, not https, as twilio-aspnet issue 162 found);
+authenticate_media checks it with the same validator.
+
 answer(): NotSupported: Twilio's TwiML goes inline with the call (telephony.py), so
 Twilio never asks the hub for instructions.
 """
@@ -36,6 +41,7 @@ Twilio never asks the hub for instructions.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qs, parse_qsl, urlsplit
@@ -129,6 +135,14 @@ class TwilioCallEvents:
                 "X-Twilio-Signature does not match the request's URL and parameters signed with the "
                 "account's Auth Token (forged, altered, or signed for another account)"
             )
+
+    def authenticate_media(
+        self, secret: SecretFields, options: Mapping[str, str], request: WebhookRequest
+    ) -> None:
+        # Twilio signs the websocket handshake as it signs a webhook: the URL is the
+        # <Stream url> as given (wss:// scheme included, not https://) and there are no
+        # parameters. The SDK's validator checks it with and without the default port.
+        self.authenticate(secret, options, replace(request, method="GET", body=b"", form={}))
 
     def parse_events(self, options: Mapping[str, str], request: WebhookRequest) -> list[CallEvent]:
         fields = _fields(request)

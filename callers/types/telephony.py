@@ -1,9 +1,11 @@
 """Telephony, provider-neutral: placing calls, the provider's call events, live call media.
 
 Three capabilities, one module each in a provider package (callers.registry):
-- TELEPHONY (telephony.py): place a call, hang it up, read its state from the provider;
+- TELEPHONY (telephony.py): place a call, hang it up, read its state from the provider,
+  find the provider's calls by their numbers (for a call whose place answer was lost);
 - CALL_EVENTS (webhooks.py): authenticate and parse what the provider posts back
-  (status callbacks), and answer the provider's request for call instructions;
+  (status callbacks), authenticate its media websocket's opening request, and answer the
+  provider's request for call instructions;
 - CALL_MEDIA (media.py): the provider's live-audio websocket, framed both ways.
 
 The hub owns everything else: call ids, the public URLs it gives providers (each with an
@@ -135,6 +137,21 @@ class CallState:
     raw_status: str
     duration_seconds: float | None = None
     answered_by: str | None = None
+    # When the provider created the call, where it says (find_calls matches on it).
+    created_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class FindCallsRequest:
+    """The calls a provider placed to `to` from `from_` created in [created_after,
+    created_before]: how the hub learns whether a call whose place answer was lost (no
+    provider id, and no event ever came) was placed at all, since none of the providers
+    takes an idempotency key on call creation."""
+
+    to: str  # E.164
+    from_: str  # E.164
+    created_after: datetime
+    created_before: datetime
 
 
 @dataclass(slots=True)

@@ -22,12 +22,15 @@ the same NCCO, for an application whose answer_url points at the hub.)
   create whose outcome is unknown.
 - hangup: Vonage answers a hangup of a call that has ended with an error (404), so on a
   refusal the call is read: an ended call returns normally, an unknown one is NotFound.
+- find_calls: GET /v1/calls?date_start&date_end&order=desc, one page (100), matched on the
+  to and from numbers here (the API filters calls by time, not by number).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from callers.base import (
@@ -40,6 +43,7 @@ from callers.base import (
 from callers.types import (
     CallState,
     CallStatus,
+    FindCallsRequest,
     HangupRequest,
     MachineDetection,
     PlaceCallRequest,
@@ -138,6 +142,45 @@ def call_state(provider_call_id: str, data: object) -> CallState:
     )
 
 
+FIND_PAGE = 100  # Vonage's largest page
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _number_of(end: object) -> str:
+    return str(end.get("number", "")) if isinstance(end, dict) else ""
+
+
+def _when(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def found_calls(data: object, request: FindCallsRequest) -> list[CallState]:
+    """The calls of a GET /v1/calls page that are to and from the request's numbers."""
+    embedded = data.get("_embedded") if isinstance(data, dict) else None
+    records = embedded.get("calls") if isinstance(embedded, dict) else None
+    if not isinstance(records, list):
+        raise ProviderUnavailable("unexpected answer from Vonage: the call list has no _embedded.calls")
+    to, from_ = _number(request.to, "to"), _number(request.from_, "from_")
+    found = []
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        if _number_of(record.get("to")) != to or _number_of(record.get("from")) != from_:
+            continue
+        state = call_state(str(record.get("uuid", "")), record)
+        state.created_at = _when(record.get("date_created")) or _when(record.get("start_time"))
+        found.append(state)
+    return found
+
+
 class VonageTelephony:
     async def place_call(
         self,
@@ -208,6 +251,30 @@ class VonageTelephony:
             wire.endpoint(options, path), auth.application_jwt(secret, options), method="GET", timeout=timeout
         )
         return call_state(provider_call_id, data)
+
+    async def find_calls(
+        self,
+        secret: SecretFields,
+        options: Mapping[str, str],
+        request: FindCallsRequest,
+        *,
+        timeout: float,
+    ) -> list[CallState]:
+        # GET /v1/calls filters by time (date_start, date_end) but not by number: the
+        # numbers are matched here, on one page of the window's newest calls.
+        query = {
+            "date_start": _iso(request.created_after),
+            "date_end": _iso(request.created_before),
+            "page_size": str(FIND_PAGE),
+            "order": "desc",
+        }
+        data = await wire.send(
+            wire.endpoint(options, "v1/calls", query),
+            auth.application_jwt(secret, options),
+            method="GET",
+            timeout=timeout,
+        )
+        return found_calls(data, request)
 
 
 CALLER = VonageTelephony()

@@ -18,6 +18,12 @@ The breaker hears every attempt's outcome: a retryable failure counts against it
 other provider answer is a success, and an attempt that never reached the provider
 (cancelled, refused first) releases a half-open trial without a verdict. A stream's
 verdict is given when it ends, so that one cut mid-way counts as a failure.
+
+An attempt that is not idempotent (run(..., idempotent=False): placing a phone call) is
+never repeated after a timeout, on its target or another: the provider may have carried
+it out and only its answer was lost. The attempt itself decides which of its other
+failures say the provider did not take the request (it raises only those as retryable);
+the engine's own backstop timeout, which the attempt cannot see, is raised as it is.
 """
 
 from __future__ import annotations
@@ -162,13 +168,25 @@ class PolicyEngine:
 
     # --- running -------------------------------------------------------------------------
 
-    async def run(self, tenant_id: str, plan: Plan, budget: float, attempt: Attempt[T]) -> tuple[T, Target]:
-        """Run `attempt` along the plan's targets within `budget` seconds; return its result and target."""
-        result, target, _, _ = await self._run(tenant_id, plan, budget, attempt, hold_slot=False)
+    async def run(
+        self, tenant_id: str, plan: Plan, budget: float, attempt: Attempt[T], *, idempotent: bool = True
+    ) -> tuple[T, Target]:
+        """Run `attempt` along the plan's targets within `budget` seconds; return its result and
+        target. With idempotent=False a timeout is final (see the module docstring)."""
+        result, target, _, _ = await self._run(
+            tenant_id, plan, budget, attempt, hold_slot=False, idempotent=idempotent
+        )
         return result, target
 
     async def _run(
-        self, tenant_id: str, plan: Plan, budget: float, attempt: Attempt[T], *, hold_slot: bool
+        self,
+        tenant_id: str,
+        plan: Plan,
+        budget: float,
+        attempt: Attempt[T],
+        *,
+        hold_slot: bool,
+        idempotent: bool = True,
     ) -> tuple[T, Target, Release, bool]:
         """The result, the target that gave it, its slot's release and whether it was the
         target's half-open trial."""
@@ -182,7 +200,7 @@ class PolicyEngine:
                 self._events.fell_back(plan.route.name, plan.targets[index - 1], target)
             try:
                 result, release, trial = await self._run_target(
-                    tenant_id, target, policy, deadline, attempt, hold_slot
+                    tenant_id, target, policy, deadline, attempt, hold_slot, idempotent
                 )
                 return result, target, release, trial
             except _TryNextTarget as skip:
@@ -197,6 +215,7 @@ class PolicyEngine:
         deadline: float,
         attempt: Attempt[T],
         hold_slot: bool,
+        idempotent: bool = True,
     ) -> tuple[T, Release, bool]:
         key = f"{tenant_id}/{target.credential}"
         if not self.breakers.allow(key, target.model, policy.breaker_cooldown):
@@ -208,7 +227,9 @@ class PolicyEngine:
                 await self._check_credential(tenant_id, target)
             except HubError as limited:
                 raise _TryNextTarget(limited) from None
-            result, release = await self._attempts(key, target, policy, deadline, attempt, hold_slot)
+            result, release = await self._attempts(
+                key, target, policy, deadline, attempt, hold_slot, idempotent
+            )
             return result, release, trial
         except BaseException:
             # A verdict (succeeded / failed) has already ended the trial. Anything else (a
@@ -226,6 +247,7 @@ class PolicyEngine:
         deadline: float,
         attempt: Attempt[T],
         hold_slot: bool,
+        idempotent: bool = True,
     ) -> tuple[T, Release]:
         for number in range(policy.max_attempts):
             remaining = deadline - time.monotonic()
@@ -236,6 +258,11 @@ class PolicyEngine:
             except _NOT_AN_ANSWER:
                 raise  # the provider was never reached: no verdict on it
             except CallerError as exc:
+                if not idempotent and isinstance(exc, ProviderTimeout):
+                    # It may have been carried out (a call placed, ringing): repeating it,
+                    # here or on the next target, could do it twice.
+                    self.breakers.failed(key, target.model, policy.breaker_failures)
+                    raise
                 if not is_retryable(exc):
                     # The provider answered (a bad request, a rejected key): it is up.
                     self.breakers.succeeded(key, target.model)

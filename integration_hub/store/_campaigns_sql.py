@@ -111,9 +111,12 @@ FAIL_CLAIM = (
     " AND c.attempt = {p3})"
 )
 # A call that never reached the provider, found by decide(): failed, unless it moved on.
-FAIL_LOST_CALL = (
-    "UPDATE calls SET status = 'failed', status_rank = 3, error = {p2}, updated_at = {p3}"
-    " WHERE id = {p1} AND status_rank < 3 AND provider_call_id = ''"
+# The current attempt's calls of a campaign's calling rows, past their longest life and
+# not ended, whose reconciliation lease is free (the caller appends its locking clause).
+LOST_CALLS = (
+    "SELECT c.id FROM campaign_rows r JOIN calls c ON " + _ATTEMPT_CALL + " WHERE r.campaign_id = {p1}"
+    " AND r.state = 'calling' AND c.status_rank < 3 AND c.created_at < {p2}"
+    " AND (c.reconcile_until IS NULL OR c.reconcile_until < {p3}) ORDER BY c.created_at LIMIT {p5}"
 )
 
 

@@ -106,6 +106,30 @@ class CallStore(Protocol):
         """The provider refused the call: failed, with the reason (no secret in it)."""
         ...
 
+    async def adopt_provider_call_id(self, call_id: str, provider_call_id: str) -> bool:
+        """Set the call's provider id if it has none yet and no other call of the provider
+        has it (a call whose place answer was lost learns it from its first event, or from
+        the provider's list); False when it was not set."""
+        ...
+
+    async def call_by_provider_id(self, provider: str, provider_call_id: str) -> CallRow | None:
+        """The call that has this provider's call id, of any tenant (for matching a
+        provider's call to the hub's: the caller must not show it to another tenant)."""
+        ...
+
+    async def fail_unplaced_call(self, call_id: str, error: str, at: datetime) -> bool:
+        """Mark the call failed with `error` if it still has no provider id, no event and
+        has not ended (the provider said it never had it); False when it moved on."""
+        ...
+
+    async def claim_silent_calls(
+        self, *, now: datetime, silent_before: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        """Up to `limit` calls to reconcile, leased to the caller until `lease_until`: not
+        ended, no news since `silent_before` (with or without a provider id), and no other
+        lease running (every worker may ask at once; each call goes to one of them)."""
+        ...
+
     async def list_calls(self, query: CallQuery) -> list[CallRow]: ...
 
     async def add_call_event(self, event: CallEventRow) -> tuple[CallEventRow | None, CallRow]:

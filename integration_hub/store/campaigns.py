@@ -20,7 +20,10 @@ worker (and replica) can run them at once and each row moves once:
 - apply_campaign_outcomes: each calling row whose call (the calls row with its campaign,
   row and attempt) ended is moved on by decide() below; a claim whose lease ran out with
   no call for its attempt is given back its attempt number (release_state()), and a call
-  that never reached the provider is found and re-queued.
+  the provider said it never had (failed NEVER_PLACED) is re-queued.
+- claim_lost_campaign_calls: the calls of a campaign's calling rows that are past their
+  longest life and not ended, each leased (calls.reconcile_until) to the worker that asks
+  the provider about them before their rows are decided.
 """
 
 from __future__ import annotations
@@ -145,6 +148,9 @@ class OutcomeRules:
     # A call created before this that has not ended is given up on (see decide()).
     lost_before: datetime
     max_unplaced: int = 3
+    # A call with no provider id and no event is given up on only when created before
+    # this (None: lost_before): until then the provider is asked whether it placed it.
+    give_up_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,30 +241,59 @@ class Decision:
     outcome: str = ""
     error: str = ""
     last_call_id: str | None = None
-    # Set when the row's call never reached the provider: the call is marked failed
-    # with this error (if it still has no provider id) in the same transaction.
-    fail_call: str | None = None
 
 
 def decide(watched: Watched, rules: OutcomeRules, campaign_state: str) -> Decision | None:
     """Where a calling row goes now that its call ended, or was given up on; None: stays.
     campaign_state is the campaign's as the store read it under the campaign's lock.
 
-    - The call ended (a terminal status): pending again (next_attempt_at = now + delay)
-      when its status is in retry.on, the row has attempts left (attempts - unplaced <
-      max_attempts) and the campaign is not canceled; otherwise done, outcome = status.
+    - The provider said it has no such call (the call failed NEVER_PLACED, with no
+      provider id: its place request never reached the provider, the reconciler found):
+      queued again as a new attempt that does not count against max_attempts
+      (unplaced + 1), at most max_unplaced times, then done as failed; canceled when the
+      campaign is.
+    - The call ended otherwise (a terminal status): pending again (next_attempt_at = now +
+      delay) when its status is in retry.on, the row has attempts left (attempts -
+      unplaced < max_attempts) and the campaign is not canceled; otherwise done, outcome =
+      status.
     - The call was created before lost_before (the longest a placed call can take to end
       and be reported: the placement timeout + ring timeout + time limit + a margin) and
-      has not ended:
-      - with no provider id and no event, it never reached the provider (its placing
-        worker died after storing it and before sending it, or the provider never
-        answered the request): it is marked failed (NEVER_PLACED) and the row is queued
-        again as a new attempt that does not count against max_attempts (unplaced + 1), at
-        most max_unplaced times, then done as failed; canceled when the campaign is.
-      - otherwise the provider took it but its final event never came: done as failed
-        (no retry: it may have rung). The call row is left as it is.
+      has not ended, though the provider was asked about it (the campaign runner asks
+      first, reconcile.py): done as failed, never placed again (it may have rung). With no
+      provider id and no event (whether it was placed is unknown: the provider could not
+      be asked) only once created before give_up_before, so that the provider is asked
+      again meanwhile. The call row is left as it is.
     """
     now = rules.now
+    if watched.status_rank >= TERMINAL_RANK and _never_placed(watched):
+        if campaign_state == "canceled":
+            return Decision(
+                watched.row_index,
+                "canceled",
+                watched.attempts,
+                watched.unplaced + 1,
+                now,
+                last_call_id=watched.call_id,
+            )
+        if watched.unplaced < rules.max_unplaced:
+            return Decision(
+                watched.row_index,
+                "pending",
+                watched.attempts,
+                watched.unplaced + 1,
+                now,
+                last_call_id=watched.call_id,
+            )
+        return Decision(
+            watched.row_index,
+            "done",
+            watched.attempts,
+            watched.unplaced + 1,
+            now,
+            outcome="failed",
+            error=watched.error,
+            last_call_id=watched.call_id,
+        )
     if watched.status_rank >= TERMINAL_RANK:
         counted = watched.attempts - watched.unplaced
         if (
@@ -287,41 +322,33 @@ def decide(watched: Watched, rules: OutcomeRules, campaign_state: str) -> Decisi
     if watched.created_at >= rules.lost_before:
         return None
     if watched.provider_call_id or watched.has_events:
-        return Decision(
-            watched.row_index,
-            "done",
-            watched.attempts,
-            watched.unplaced,
-            now,
-            outcome="failed",
-            error="no final status from the provider within the call's longest possible duration",
-            last_call_id=watched.call_id,
-        )
-    lost = f"{NEVER_PLACED}: no provider call id and no event"
-    if campaign_state == "canceled":
-        state: RowStateName = "canceled"
-    elif watched.unplaced < rules.max_unplaced:
-        state = "pending"
+        error = "no final status from the provider within the call's longest possible duration"
     else:
-        return Decision(
-            watched.row_index,
-            "done",
-            watched.attempts,
-            watched.unplaced + 1,
-            now,
-            outcome="failed",
-            error=lost,
-            last_call_id=watched.call_id,
-            fail_call=lost,
+        give_up_before = rules.give_up_before or rules.lost_before
+        if watched.created_at >= give_up_before:
+            return None
+        error = (
+            "the provider never answered whether it placed the call, and could not be asked;"
+            " not placed again, so as not to ring twice"
         )
     return Decision(
         watched.row_index,
-        state,
+        "done",
         watched.attempts,
-        watched.unplaced + 1,
+        watched.unplaced,
         now,
+        outcome="failed",
+        error=error,
         last_call_id=watched.call_id,
-        fail_call=lost,
+    )
+
+
+def _never_placed(watched: Watched) -> bool:
+    return (
+        watched.status == "failed"
+        and not watched.provider_call_id
+        and not watched.has_events
+        and watched.error.startswith(NEVER_PLACED)
     )
 
 
@@ -390,6 +417,14 @@ class CampaignStore(Protocol):
 
     async def complete_campaign(self, campaign_id: str, now: datetime) -> bool:
         """Running or paused -> completed, if no row is pending or calling."""
+        ...
+
+    async def claim_lost_campaign_calls(
+        self, campaign_id: str, *, lost_before: datetime, now: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        """Up to `limit` calls of the campaign's calling rows (their current attempt's)
+        created before lost_before that have not ended, with no lease running; each
+        leased until lease_until (every worker may ask at once; each call goes to one)."""
         ...
 
     async def campaign_call(self, campaign_id: str, row_index: int, attempt: int) -> CallRow | None:

@@ -109,6 +109,57 @@ class PostgresCalls:
             raise StoreError(f"call {call_id} is gone")
         return call_from(record, require_utc)
 
+    async def adopt_provider_call_id(self, call_id: str, provider_call_id: str) -> bool:
+        async with self._connection() as conn:
+            try:
+                status = await conn.execute(
+                    "UPDATE calls SET provider_call_id = $2 WHERE id = $1 AND provider_call_id = ''",
+                    call_id,
+                    provider_call_id,
+                )
+            except asyncpg.UniqueViolationError:
+                return False  # another call has it (calls_provider_call_unique)
+        return str(status).rsplit(" ", 1)[-1] != "0"
+
+    async def call_by_provider_id(self, provider: str, provider_call_id: str) -> CallRow | None:
+        async with self._connection() as conn:
+            record = await conn.fetchrow(
+                f"SELECT {CALL_COLUMNS} FROM calls WHERE provider = $1 AND provider_call_id = $2 LIMIT 1",
+                provider,
+                provider_call_id,
+            )
+        return None if record is None else call_from(record, require_utc)
+
+    async def fail_unplaced_call(self, call_id: str, error: str, at: datetime) -> bool:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                "UPDATE calls SET status = 'failed', status_rank = 3, error = $2, updated_at = $3"
+                " WHERE id = $1 AND status_rank < 3 AND provider_call_id = ''"
+                " AND NOT EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = calls.id)",
+                call_id,
+                error,
+                require_utc(at),
+            )
+        return str(status).rsplit(" ", 1)[-1] != "0"
+
+    async def claim_silent_calls(
+        self, *, now: datetime, silent_before: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        # SKIP LOCKED: workers picking at the same moment take different calls.
+        async with self._connection() as conn:
+            records = await conn.fetch(
+                "UPDATE calls SET reconcile_until = $3 WHERE id IN (SELECT id FROM calls"
+                " WHERE status_rank < 3 AND updated_at < $2"
+                " AND (reconcile_until IS NULL OR reconcile_until < $1)"
+                " ORDER BY updated_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {CALL_COLUMNS}",
+                require_utc(now),
+                require_utc(silent_before),
+                require_utc(lease_until),
+                check_limit(limit),
+            )
+        return [call_from(record, require_utc) for record in records]
+
     async def list_calls(self, query: CallQuery) -> list[CallRow]:
         conditions = Conditions(_placeholder)
         conditions.add("tenant_id =", query.tenant_id)

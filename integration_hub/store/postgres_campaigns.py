@@ -29,7 +29,7 @@ from ._campaigns_sql import (
     COUNT_LIVE,
     COUNTS,
     FAIL_CLAIM,
-    FAIL_LOST_CALL,
+    LOST_CALLS,
     ORPHANS,
     PENDING_DUE,
     RELEASE,
@@ -257,12 +257,6 @@ class PostgresCampaigns:
                 decision = decide(watched_from(record, require_utc), rules, state)
                 if decision is None:
                     continue
-                if decision.fail_call is not None:
-                    failed = await conn.execute(
-                        _pg(FAIL_LOST_CALL), decision.last_call_id, decision.fail_call, now
-                    )
-                    if not _changed(failed):
-                        continue  # the call moved on meanwhile: looked at again next pass
                 decisions.append(decision)
             if decisions:
                 await conn.execute(
@@ -305,6 +299,21 @@ class PostgresCampaigns:
         async with self._connection() as conn:
             done = await conn.fetchval(_pg(COMPLETE), campaign_id, require_utc(now))
         return done is not None
+
+    async def claim_lost_campaign_calls(
+        self, campaign_id: str, *, lost_before: datetime, now: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        async with self._connection() as conn:
+            records = await conn.fetch(
+                f"UPDATE calls SET reconcile_until = $4 WHERE id IN ({_pg(LOST_CALLS)}"
+                f" FOR UPDATE OF c SKIP LOCKED) RETURNING {CALL_COLUMNS}",
+                campaign_id,
+                require_utc(lost_before),
+                require_utc(now),
+                require_utc(lease_until),
+                check_limit(limit),
+            )
+        return [call_from(record, require_utc) for record in records]
 
     async def campaign_call(self, campaign_id: str, row_index: int, attempt: int) -> CallRow | None:
         async with self._connection() as conn:

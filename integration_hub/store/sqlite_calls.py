@@ -126,6 +126,52 @@ class SqliteCalls:
             raise StoreError(f"call {call_id} is gone")
         return row
 
+    async def adopt_provider_call_id(self, call_id: str, provider_call_id: str) -> bool:
+        try:
+            async with (
+                self._connection() as conn,
+                conn.execute(
+                    "UPDATE calls SET provider_call_id = ? WHERE id = ? AND provider_call_id = ''",
+                    (provider_call_id, call_id),
+                ) as cursor,
+            ):
+                return bool(cursor.rowcount)
+        except sqlite3.IntegrityError:
+            return False  # another call has it (calls_provider_call_unique)
+
+    async def call_by_provider_id(self, provider: str, provider_call_id: str) -> CallRow | None:
+        return await self._one(
+            f"SELECT {CALL_COLUMNS} FROM calls WHERE provider = ? AND provider_call_id = ? LIMIT 1",
+            (provider, provider_call_id),
+        )
+
+    async def fail_unplaced_call(self, call_id: str, error: str, at: datetime) -> bool:
+        async with (
+            self._connection() as conn,
+            conn.execute(
+                "UPDATE calls SET status = 'failed', status_rank = 3, error = ?, updated_at = ?"
+                " WHERE id = ? AND status_rank < 3 AND provider_call_id = ''"
+                " AND NOT EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = calls.id)",
+                (error, utc_iso(at), call_id),
+            ) as cursor,
+        ):
+            return bool(cursor.rowcount)
+
+    async def claim_silent_calls(
+        self, *, now: datetime, silent_before: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        # One statement, under SQLite's single writer: two workers never take the same call.
+        sql = (
+            "UPDATE calls SET reconcile_until = ? WHERE id IN (SELECT id FROM calls"
+            " WHERE status_rank < 3 AND updated_at < ?"
+            " AND (reconcile_until IS NULL OR reconcile_until < ?)"
+            f" ORDER BY updated_at LIMIT ?) RETURNING {CALL_COLUMNS}"
+        )
+        params = (utc_iso(lease_until), utc_iso(silent_before), utc_iso(now), check_limit(limit))
+        async with self._connection() as conn, conn.execute(sql, params) as cursor:
+            records = await cursor.fetchall()
+        return [call_from(record, parse_utc_iso) for record in records]
+
     async def list_calls(self, query: CallQuery) -> list[CallRow]:
         conditions = Conditions(_placeholder)
         conditions.add("tenant_id =", query.tenant_id)

@@ -28,7 +28,7 @@ from ._campaigns_sql import (
     COUNT_LIVE,
     COUNTS,
     FAIL_CLAIM,
-    FAIL_LOST_CALL,
+    LOST_CALLS,
     ORPHANS,
     PENDING_DUE,
     RELEASE,
@@ -253,12 +253,6 @@ class SqliteCampaigns:
                 decision = decide(watched_from(record, parse_utc_iso), rules, state)
                 if decision is None:
                     continue
-                if decision.fail_call is not None:
-                    async with conn.execute(
-                        _lite(FAIL_LOST_CALL), (decision.last_call_id, decision.fail_call, now)
-                    ) as cursor:
-                        if not cursor.rowcount:
-                            continue
                 decisions.append(decision)
             if decisions:
                 rows = [
@@ -304,6 +298,19 @@ class SqliteCampaigns:
 
     async def complete_campaign(self, campaign_id: str, now: datetime) -> bool:
         return bool(await self._all(_lite(COMPLETE), (campaign_id, utc_iso(now))))
+
+    async def claim_lost_campaign_calls(
+        self, campaign_id: str, *, lost_before: datetime, now: datetime, lease_until: datetime, limit: int
+    ) -> list[CallRow]:
+        # One statement under SQLite's single writer: two workers never take the same call.
+        sql = (
+            f"UPDATE calls SET reconcile_until = ?4 WHERE id IN ({_lite(LOST_CALLS)})"
+            f" RETURNING {CALL_COLUMNS}"
+        )
+        params = (campaign_id, utc_iso(lost_before), utc_iso(now), utc_iso(lease_until), check_limit(limit))
+        async with self._connection() as conn, conn.execute(sql, params) as cursor:
+            records = await cursor.fetchall()
+        return [call_from(record, parse_utc_iso) for record in records]
 
     async def campaign_call(self, campaign_id: str, row_index: int, attempt: int) -> CallRow | None:
         records = await self._all(

@@ -5,7 +5,9 @@ called, so that the provider's first callback, which can arrive before its answe
 the request, finds it. Placing a call is never retried when the outcome is unknown (a
 timeout, a connection lost after the request went out): a retry could ring someone
 twice. Only answers that say the provider did not take the call (429, 502, 503) are
-retried, by the policy engine as for any provider call.
+retried, by the policy engine as for any provider call; the engine is told the place is
+not idempotent, so that its own backstop timeout (a caller that overruns its bound) is
+not retried either, on this credential or the next of a route.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -119,10 +121,6 @@ class TelephonyCalls(ProviderCalls):
         self._store = store
         self._public_url = public_url
 
-    @property
-    def store(self) -> Store:
-        return self._store
-
     async def place(self, call: CallContext, new: NewCall, timeout: float) -> CallRow:
         urls = public_urls(self._public_url)
         tenant = call.principal.tenant_id
@@ -212,8 +210,13 @@ class TelephonyCalls(ProviderCalls):
                 timeout,
                 invoke,
                 model_required=False,
+                idempotent=False,
             )
             return response  # type: ignore[no-any-return]
+        except caller_errors.ProviderTimeout as exc:
+            # The engine's backstop: the caller overran its bound, the request may be out.
+            error = outcome_unknown(exc)
+            raise error from None
         except BaseException as exc:
             error = exc
             raise
@@ -289,3 +292,67 @@ class TelephonyCalls(ProviderCalls):
             self._finish(record, timing, error)
         # The provider's events say how the call ended; until they arrive, it is as it was.
         return await self.get(call, call_id)
+
+    async def provider_state(self, call: CallContext, row: CallRow, timeout: float) -> t.CallState:
+        """The call as its provider has it now (reconcile.py asks this of silent calls):
+        the caller's get_call, through the policy engine like any provider call."""
+        timing, record = Timing(started=call.started), self._start(call, "get_call", "")
+        error: BaseException | None = None
+
+        async def invoke(caller: Any, options: dict[str, str], secret: Any, _: str, budget: float) -> Any:
+            return await caller.get_call(secret, options, row.provider_call_id, timeout=budget)
+
+        try:
+            state, _ = await self._unary(
+                call,
+                row.credential_id,
+                "",
+                Capability.TELEPHONY,
+                record,
+                timing,
+                timeout,
+                invoke,
+                model_required=False,
+            )
+            return state  # type: ignore[no-any-return]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(record, timing, error)
+
+    async def provider_calls_like(
+        self, call: CallContext, row: CallRow, window: timedelta, timeout: float
+    ) -> Sequence[t.CallState]:
+        """The provider's calls to and from the row's numbers created within `window` of
+        the row: whether a call whose place answer was lost was placed at all."""
+        timing, record = Timing(started=call.started), self._start(call, "find_calls", "")
+        error: BaseException | None = None
+        request = t.FindCallsRequest(
+            to=row.to_number,
+            from_=row.from_number,
+            created_after=row.created_at - window,
+            created_before=row.created_at + window,
+        )
+
+        async def invoke(caller: Any, options: dict[str, str], secret: Any, _: str, budget: float) -> Any:
+            return await caller.find_calls(secret, options, request, timeout=budget)
+
+        try:
+            found, _ = await self._unary(
+                call,
+                row.credential_id,
+                "",
+                Capability.TELEPHONY,
+                record,
+                timing,
+                timeout,
+                invoke,
+                model_required=False,
+            )
+            return found  # type: ignore[no-any-return]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(record, timing, error)

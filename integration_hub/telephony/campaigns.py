@@ -17,13 +17,16 @@ created or resumed one), so that pacing never waits behind outcome work:
    back), and calls TelephonyCalls.place with the campaign's call, the row's variables (a
    say text's {name} placeholders filled, the call's metadata, added to a media stream's
    parameters) and the idempotency key campaign:<id>:<row>:<attempt>.
-2. outcomes (store.apply_campaign_outcomes): each calling row whose call ended goes to
-   done, or back to pending for a retry (its status in retry.on, attempts left, campaign
-   not canceled) after retry.delay; a running or paused campaign with no row pending or
-   calling is completed. Outcomes are learnt by polling the store, not from a hook in the
-   webhook path: the provider's events are stored by whichever worker or replica receives
-   them, and a join of calling rows with their calls (by campaign, row and attempt) sees
-   them all, with no Redis and nothing lost when a worker dies. At campaign rates (at
+2. outcomes (store.apply_campaign_outcomes): first the calls past their longest life
+   that have not ended are asked about at their provider (store.claim_lost_campaign_calls
+   leases each to one worker; reconcile.py asks and applies the answer), then each
+   calling row whose call ended goes to done, or back to pending for a retry (its status
+   in retry.on, attempts left, campaign not canceled) after retry.delay; a running or
+   paused campaign with no row pending or calling is completed. Outcomes are learnt by
+   polling the store, not from a hook in the webhook path: the provider's events are
+   stored by whichever worker or replica receives them, and a join of calling rows with
+   their calls (by campaign, row and attempt) sees them all, with no Redis and nothing
+   lost when a worker dies. At campaign rates (at
    most 100 calls a second, 1000 live) it is one indexed query per campaign per pass.
 
 Rate: the slots are spaced exactly, in the store, whichever worker or replica reserves
@@ -63,20 +66,26 @@ No number is called twice for the same attempt, whatever crashes where:
   idempotency_key) is unique): one call row, one provider request.
 - after insert_call, before the provider was asked (or while asking): the call row
   exists, queued, with no provider call id. If the request reached the provider, its
-  events arrive on the call's URL (their token is in the row) and the call ends as any
-  other; a re-claim of the row's attempt would answer this same call (the key). If no
-  provider id and no event arrive within the call's longest life (PLACE_TIMEOUT + ring
-  timeout + time limit, UNSET_* when the campaign sets none, + LOST_CALL_MARGIN), the
-  provider never took it: the call is marked failed ("never reached the provider") and
-  the row is queued as a new attempt (attempt + 1, a new key) that does not count against
-  max_attempts, at most MAX_UNPLACED times. A provider that took the call and whose every
-  event was lost while the hub was down for that whole time would be called again: the
-  one window left, because none of Twilio, Vonage and Exotel has an idempotency key on
-  call creation (the callers say so: hub_call_id goes where a provider takes it).
+  events arrive on the call's URL (their token is in the row; the first gives the call
+  its provider id) and the call ends as any other; a re-claim of the row's attempt would
+  answer this same call (the key). Once the call's longest life (PLACE_TIMEOUT + ring
+  timeout + time limit, UNSET_* when the campaign sets none, + LOST_CALL_MARGIN) has
+  passed with no provider id and no event, the outcome pass asks the provider first
+  (reconcile.py: its calls to the number, from the number, around the call's creation,
+  none of which the hub has already matched): a call found is adopted and settled as
+  any other (not placed again: it rang); only when the provider has none is the call
+  marked failed ("never reached the provider") and the row queued as a new attempt
+  (attempt + 1, a new key) that does not count against max_attempts, at most
+  MAX_UNPLACED times. While the provider cannot be asked (down, the credential gone)
+  the row waits, and after GIVE_UP_SECONDS more it is done as failed, not placed again.
 - after the provider answered, before mark_call_placed: as above, but its events come.
-- after mark_call_placed: nothing is left to do but wait for the call's events; a call
-  that got a provider id and then no final event within its longest life is done as
-  failed (never retried: it may have rung).
+- after mark_call_placed: the call's events end it; if they are all lost, the
+  reconciler (reconcile.py) asks the provider for the call's state once it has been
+  silent for a while, and at the call's longest life the outcome pass asks too, and
+  applies the answer as an event: a completed call is done as completed, a busy one
+  retried by the campaign's rules. A call whose provider cannot be asked and that got no
+  final status within its longest life is done as failed (never retried: it may have
+  rung).
 - outcome pass or claim interrupted: each is one transaction; nothing half-done.
 - worker stopped (SIGTERM): close() gives back the claims still waiting for their slot
   and gives the calls being placed PLACE_TIMEOUT to finish.
@@ -120,6 +129,7 @@ from integration_hub.store.campaigns import (
     OutcomeRules,
 )
 from integration_hub.telephony.calls import NewCall, TelephonyCalls
+from integration_hub.telephony.reconcile import CallReconciler
 
 log = logging.getLogger("integration_hub.telephony.campaigns")
 
@@ -134,6 +144,10 @@ LOST_CALL_MARGIN = 15.0
 UNSET_RING_SECONDS = 120
 UNSET_TIME_LIMIT_SECONDS = 4 * 3600
 MAX_UNPLACED = 3
+# A call past its longest life is asked about at most this often (by one worker) ...
+LOST_RECHECK_SECONDS = 10.0
+# ... and, while the provider cannot say whether it placed it, given up on after this.
+GIVE_UP_SECONDS = 300.0
 CLAIM_LIMIT = 200
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 30.0
 SLOW_LOG_SECONDS = 60.0  # at most one "claims are too slow" warning this often
@@ -285,9 +299,12 @@ class CampaignRunner:
         horizon_seconds: float = HORIZON_SECONDS,
         place_timeout: float = PLACE_TIMEOUT,
         lost_call_margin: float = LOST_CALL_MARGIN,
+        reconciler: CallReconciler | None = None,
     ) -> None:
         self._store = store
         self._calls = calls
+        # Asks the provider about calls past their longest life before their rows move on.
+        self._reconciler = reconciler
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{unique_id()[-8:]}"
         self._poll = poll_seconds
         self._idle_poll = idle_poll_seconds
@@ -402,12 +419,25 @@ class CampaignRunner:
 
     async def _outcomes(self, campaign: CampaignRow) -> None:
         now = datetime.now(UTC)
+        lost_before = now - self.lost_after(campaign)
+        if self._reconciler is not None:
+            lost = await self._store.claim_lost_campaign_calls(
+                campaign.id,
+                lost_before=lost_before,
+                now=now,
+                lease_until=now + timedelta(seconds=LOST_RECHECK_SECONDS),
+                limit=CLAIM_LIMIT,
+            )
+            if lost:
+                await self._reconciler.reconcile_calls(lost)
+                now = datetime.now(UTC)
         rules = OutcomeRules(
             campaign_id=campaign.id,
             now=now,
             retry=campaign.retry,
-            lost_before=now - self.lost_after(campaign),
+            lost_before=lost_before,
             max_unplaced=MAX_UNPLACED,
+            give_up_before=lost_before - timedelta(seconds=GIVE_UP_SECONDS),
         )
         _, still_open = await self._store.apply_campaign_outcomes(rules)
         if (

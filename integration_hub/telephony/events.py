@@ -5,7 +5,10 @@ Receiving: the call's token (from the URL path) is checked first, in constant ti
 before anything is decrypted, and an unknown call and a wrong token get the same 403;
 then the provider's own signature (the caller's CallEventHandler, with the credential's
 secret opened for this one check); then its events are parsed and stored, each once (by
-the provider's event id) and only moving the call forward.
+the provider's event id) and only moving the call forward (apply(), which reconcile.py
+uses too for what a provider answers about a silent call). A call whose place answer was
+lost has no provider id: its first event gives it one. The media websocket's opening
+request is checked the same way (authenticate_media: Twilio signs it).
 
 Watching: a watcher tails the store's event log of its tenant (after a sequence), woken
 at once by events this process applied and otherwise every POLL_SECONDS, which is how
@@ -53,7 +56,7 @@ class WebhookRefused(Exception):
         self.message = message
 
 
-def _forbidden() -> WebhookRefused:
+def forbidden() -> WebhookRefused:
     # One answer for "no such call" and "wrong token": no oracle for guessing call ids.
     return WebhookRefused(403, "unknown call or wrong token")
 
@@ -87,16 +90,20 @@ class CallEvents:
     async def authenticated_call(self, call_id: str, token: str) -> CallRow:
         row = await self._store.get_call_by_id(call_id)
         if row is None or not call_urls.token_matches(token, row.token_hash):
-            raise _forbidden()
+            raise forbidden()
         return row
 
-    async def options_of(self, row: CallRow) -> dict[str, str]:
-        """The options of the call's credential (no secret is opened)."""
+    async def authenticate_media(self, row: CallRow, request: t.WebhookRequest) -> dict[str, str]:
+        """Check the opening request of the call's media websocket as its provider signs it
+        (the call's token already matched); answers the credential's options."""
+        handler: Any = registry.capability(row.provider, Capability.CALL_EVENTS)
+        options, secret = await self._open(row)
         try:
-            credential = await self._credentials.resolve(row.tenant_id, row.credential_id)
-        except HubError:
-            raise WebhookRefused(403, "the call's credential no longer exists") from None
-        return dict(credential.options)
+            handler.authenticate_media(secret, options, request)
+        except caller_errors.WebhookRejected as exc:
+            log.warning("rejected a %s media websocket for call %s: %s", row.provider, row.id, exc.message)
+            raise WebhookRefused(403, f"signature check failed: {exc.message}") from None
+        return options
 
     async def _open(self, row: CallRow) -> tuple[dict[str, str], Any]:
         try:
@@ -120,7 +127,6 @@ class CallEvents:
             events = handler.parse_events(options, request)
         except caller_errors.InvalidRequest as exc:
             raise WebhookRefused(400, f"malformed event: {exc.message}") from None
-        new = 0
         for event in events:
             if (
                 event.provider_call_id
@@ -128,6 +134,17 @@ class CallEvents:
                 and event.provider_call_id != row.provider_call_id
             ):
                 raise WebhookRefused(400, "the event names another call than the URL's")
+        return await self.apply(row, events)
+
+    async def apply(self, row: CallRow, events: list[t.CallEvent]) -> int:
+        """Store a call's events (a webhook's, or the provider's answer when a silent call
+        is reconciled), each once and only moving the call forward; how many were new."""
+        adopted = next((e.provider_call_id for e in events if e.provider_call_id), "")
+        if adopted and not row.provider_call_id:
+            # Its place answer was lost (outcome unknown): its events say which call it is.
+            await self._store.adopt_provider_call_id(row.id, adopted)
+        new = 0
+        for event in events:
             stored, _ = await self._store.add_call_event(self._row(row, event))
             new += stored is not None
             outcome = "duplicate" if stored is None else "applied" if stored.applied else "late"
@@ -160,11 +177,6 @@ class CallEvents:
     ) -> t.Instructions:
         """The call's instructions, for a provider that asks for them when it is answered."""
         row = await self.authenticated_call(call_id, token)
-        return await self.answer_for(row, token, request, urls)
-
-    async def answer_for(
-        self, row: CallRow, token: str, request: t.WebhookRequest, urls: call_urls.CallUrls
-    ) -> t.Instructions:
         handler: Any = registry.capability(row.provider, Capability.CALL_EVENTS)
         options, secret = await self._open(row)
         try:

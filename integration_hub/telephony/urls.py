@@ -47,9 +47,14 @@ class CallUrls:
         return self.base + call_path(call_id, token, "answer")
 
     def media(self, call_id: str, token: str) -> str:
-        parts = urlsplit(self.base + call_path(call_id, token, "media"))
+        return self.public_websocket(call_path(call_id, token, "media"))
+
+    def public_websocket(self, path_and_query: str) -> str:
+        """The ws:// (wss:// under https) URL the provider opened for a request that
+        reached `path_and_query`: Twilio signs a Media Streams handshake over it."""
+        parts = urlsplit(self.base + path_and_query)
         scheme = "wss" if parts.scheme == "https" else "ws"
-        return urlunsplit((scheme, parts.netloc, parts.path, "", ""))
+        return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
     def public(self, path_and_query: str) -> str:
         """The URL the provider used for a request that reached `path_and_query`:

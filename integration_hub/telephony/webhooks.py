@@ -1,7 +1,8 @@
 """The public HTTP endpoints providers call: a call's events and its instructions.
 
 These are reached from the internet, not by the platform's services: no hub token, the
-call's URL token and the provider's signature instead (events.py). Bodies are bounded;
+call's URL token and the provider's signature instead (events.py), for the media
+websocket too (Twilio signs its handshake; checked before the upgrade). Bodies are bounded;
 a refused request is answered with its status and a short plain-text reason, and
 nothing of it is stored.
 """
@@ -22,7 +23,7 @@ from callers.base import Capability
 from integration_hub import metrics
 from integration_hub.store.base import StoreUnavailable
 from integration_hub.telephony import urls as call_urls
-from integration_hub.telephony.events import CallEvents, WebhookRefused
+from integration_hub.telephony.events import CallEvents, WebhookRefused, forbidden
 from integration_hub.telephony.media_provider import MAX_PROVIDER_MESSAGE as MAX_MEDIA_MESSAGE
 from integration_hub.telephony.media_provider import ProviderLeg
 
@@ -122,8 +123,11 @@ class TelephonyWebhooks:
         return web.Response(body=instructions.body, headers={"Content-Type": instructions.content_type})
 
     async def media(self, request: web.Request) -> web.StreamResponse:
-        """The provider's live-audio websocket of a call (authenticated by the URL token)."""
+        """The provider's live-audio websocket of a call: authenticated by the URL token,
+        then by the provider's signature of the opening request where it signs one
+        (Twilio); refused before the upgrade otherwise."""
         try:
+            urls = self._public()
             row = await self._events.authenticated_call(
                 request.match_info["call_id"], request.match_info["token"]
             )
@@ -131,7 +135,14 @@ class TelephonyWebhooks:
                 raise WebhookRefused(404, "this call has no media stream")
             if t.CallStatus(row.status).terminal:
                 raise WebhookRefused(410, "the call has ended")
-            options = await self._events.options_of(row)
+            opening = t.WebhookRequest(
+                method="GET",
+                url=urls.public_websocket(request.raw_path),
+                headers={name.lower(): value for name, value in request.headers.items()},
+                body=b"",
+                form={},
+            )
+            options = await self._events.authenticate_media(row, opening)
             handler: Any = registry.capability(row.provider, Capability.CALL_MEDIA)
             connection = t.MediaOptions(
                 headers={k.lower(): v for k, v in request.headers.items()}, query=dict(request.query)
@@ -168,9 +179,5 @@ def call_reference(provider: str, webhook: t.WebhookRequest) -> tuple[str, str]:
     try:
         call_id, token = reference(webhook)
     except caller_errors.CallerError:
-        raise _forbidden_reference() from None
+        raise forbidden() from None
     return str(call_id), str(token)
-
-
-def _forbidden_reference() -> WebhookRefused:
-    return WebhookRefused(403, "unknown call or wrong token")

@@ -20,7 +20,9 @@ The wire is Exotel's (sources in callers/exotel/wire.py, webhooks.py, media.py):
   once, while the call is set up); the call's own state starts at ``queued``;
 - GET /v1/Accounts/<sid>/Calls/<CallSid>.json[?details=true]: the call as the fake keeps it
   (Status, Duration, StartTime, EndTime, Details.ConversationDuration...), 404 for an
-  unknown CallSid; GET /v1/Accounts/<sid>/Calls.json?PageSize=n: ``{"Metadata", "Calls"}``.
+  unknown CallSid; GET /v1/Accounts/<sid>/Calls.json?PageSize=n[&From=..][&DateCreated=
+  gte:<t>;lte:<t>] (Bulk Call Details, its From and DateCreated filters): ``{"Metadata",
+  "Calls"}``. Times are Exotel's (IST, the fake's wall clock, a second on per update).
 
 Calling back (`send_status`): the POST Exotel makes to the call's StatusCallback for the
 event the status belongs to (RINGING: ringing, IN_PROGRESS: answered, the terminal ones:
@@ -72,7 +74,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -101,7 +103,7 @@ EVENT_OF = {
 }
 _PHONE = re.compile(r"^\+?[0-9]{6,15}$")
 _FLOW = re.compile(r"^https?://my(\.in)?\.exotel\.com/(?P<sid>[^/]+)/exoml/start_voice/(?P<app>[^/?#]+)/?$")
-_CLOCK_START = datetime(2026, 1, 15, 14, 25, 10)  # Exotel's clock (IST, no zone on the wire)
+EXOTEL_ZONE = timezone(timedelta(hours=5, minutes=30), "IST")  # Exotel's clock (no zone on the wire)
 MAX_CHUNK_BYTES = 100 * 1024
 
 
@@ -110,6 +112,18 @@ def rest_exception(status: int, message: str, code: str | int | None = None) -> 
     if code is not None:
         body["Code"] = code
     return web.json_response({"RestException": body}, status=status)
+
+
+def _created_window(value: str) -> tuple[str, str]:
+    """DateCreated=gte:<t>;lte:<t> as (first, last) texts, which order as times."""
+    bounds = {"gte": "0000", "lte": "9999"}
+    for part in filter(None, value.split(";")):
+        operator, _, moment = part.partition(":")
+        if operator not in bounds:
+            raise ValueError(part)
+        datetime.strptime(moment, "%Y-%m-%d %H:%M:%S")
+        bounds[operator] = moment
+    return bounds["gte"], bounds["lte"]
 
 
 def _now_text(moment: datetime) -> str:
@@ -210,6 +224,7 @@ class FakeExotel:
     api_token: str = API_TOKEN
     retry_after: str = "7"
     delay: float = 0.0
+    late_answer: float = 0.0  # create the call, then hold the answer to its create
     calls: dict[str, FakeCall] = field(default_factory=dict)
     flows: dict[str, FakeFlow] = field(
         default_factory=lambda: {VOICEBOT_APP_ID: FakeFlow("voicebot"), GREETING_APP_ID: FakeFlow("greeting")}
@@ -221,7 +236,7 @@ class FakeExotel:
 
     def __post_init__(self) -> None:
         self._failures: list[str] = []
-        self._clock = _CLOCK_START
+        self._clock = datetime.now(EXOTEL_ZONE).replace(tzinfo=None)
 
     async def __aenter__(self) -> FakeExotel:
         app = web.Application(middlewares=[self._gate])
@@ -277,7 +292,9 @@ class FakeExotel:
         self._failures += [kind] * count
 
     def _tick(self) -> str:
-        self._clock += timedelta(seconds=1)
+        # Exotel's wall clock (IST), a second on at least per tick so that updates order.
+        now = datetime.now(EXOTEL_ZONE).replace(tzinfo=None)
+        self._clock = max(self._clock + timedelta(seconds=1), now)
         return _now_text(self._clock)
 
     # --- the gate: recording, delay, forced failures, auth ----------------------------
@@ -441,6 +458,9 @@ class FakeExotel:
             updated=created,
         )
         self.calls[sid] = call
+        if self.late_answer:
+            # Accepted (the call exists and goes on), but its answer comes too late.
+            await asyncio.sleep(self.late_answer)
         answer = self._call_json(call, details=False)
         answer["Status"] = "in-progress"  # Connect answers at once, while the call is set up
         return web.json_response({"Call": answer})
@@ -480,7 +500,18 @@ class FakeExotel:
         size = request.query.get("PageSize", "50")
         if not size.isdigit() or not 1 <= int(size) <= 100:
             return rest_exception(400, "PageSize must be from 1 to 100")
-        calls = list(self.calls.values())[-int(size) :]
+        # The Bulk Call Details filters the hub uses: From (the number dialled first), and
+        # DateCreated=gte:<t>;lte:<t> in Exotel's time.
+        try:
+            window = _created_window(request.query.get("DateCreated", ""))
+        except ValueError:
+            return rest_exception(400, "DateCreated must be gte:YYYY-MM-DD HH:mm:ss;lte:YYYY-MM-DD HH:mm:ss")
+        number = request.query.get("From")
+        calls = [
+            c
+            for c in self.calls.values()
+            if (number is None or c.to == number) and window[0] <= c.created <= window[1]
+        ][-int(size) :]
         base = f"/v1/Accounts/{self.account_sid}/Calls.json"
         metadata = {
             "Total": len(self.calls),
@@ -509,6 +540,11 @@ class FakeExotel:
                 talked = int(time.monotonic() - call.answered_at) if call.answered_at is not None else 0
             call.conversation_duration = int(talked)
             call.duration = int(extra.get("Duration", call.conversation_duration))
+
+    def settle(self, provider_call_id: str, status: CallStatus) -> None:
+        """The call moves on at Exotel and every callback of it is lost: only its call
+        details say so."""
+        self._advance(self.calls[provider_call_id], status, {})
 
     def _payload(self, call: FakeCall, event: str, extra: Mapping[str, Any]) -> dict[str, Any]:
         if not call.status_callback_events:

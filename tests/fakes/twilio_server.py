@@ -23,7 +23,8 @@ twilio-python 9.13 SDK sends):
   (an answered one becomes completed, a queued or ringing one canceled), canceled only a
   queued or ringing one; an ended call answers 200 unchanged, or, with
   `ended_update_error`, 400 21220 (what Twilio answers a change to an ended call);
-- GET  .../Calls.json?PageSize=N: a page of calls; GET /2010-04-01/Accounts/{sid}.json: the
+- GET  .../Calls.json?PageSize=N[&To=..][&From=..]: a page of calls (newest first);
+  GET /2010-04-01/Accounts/{sid}.json: the
   account (with its auth_token, as Twilio's resource has it: a caller must not leak it).
 
 Callbacks (`send_status`, `send_amd`): form POSTs to the call's StatusCallback /
@@ -35,7 +36,8 @@ did not subscribe to (StatusCallbackEvent) is refused with ValueError: Twilio wo
 send it.
 
 Media (`answer_media`): connects to the <Stream url> of the call's TwiML (Twilio fetches
-nothing at answer time: the TwiML is inline), the handshake signed like a webhook; sends
+nothing at answer time: the TwiML is inline), the handshake signed like a webhook over
+the ws(s):// URL as given and no parameters (`stream_headers`); sends
 connected, start (streamSid, callSid, customParameters, mediaFormat audio/x-mulaw 8000 1),
 the audio as 160-byte mulaw media messages every 20 ms (or at once with realtime=False),
 optionally DTMF, then stop. It plays back what the hub sends at real time (8000 bytes a
@@ -45,7 +47,9 @@ its buffer and echoes the marks it discarded at once (Twilio's behaviour: it has
 
 Knobs: `fail_next(kind, count)` with kind in unauthorized, rate_limited (429 20429 with
 Retry-After), down (503), bad_number (400 21211), reset (TCP reset); `delay` holds every
-answer; `ended_update_error`. What arrived: `requests`, `calls`, `hung_up`, `callbacks`.
+answer; `late_answer` creates the call, then holds the answer to its create (the call
+placed, its answer lost to a client that gave up); `settle` moves a call on without a
+callback (all lost); `ended_update_error`. What arrived: `requests`, `calls`, `hung_up`, `callbacks`.
 """
 
 from __future__ import annotations
@@ -280,6 +284,7 @@ class FakeTwilio:
     owned_numbers: tuple[str, ...] = ("+14155550100",)
     account_status: str = "active"
     delay: float = 0.0
+    late_answer: float = 0.0
     retry_after: str = "3"
     ended_update_error: bool = False
     calls: dict[str, FakeCall] = field(default_factory=dict)
@@ -471,6 +476,9 @@ class FakeTwilio:
         )
         _parse_twiml(call)
         self.calls[call.sid] = call
+        if self.late_answer:
+            # Accepted (the call exists and goes on), but its answer comes too late.
+            await asyncio.sleep(self.late_answer)
         return web.json_response(call.resource(), status=201)
 
     def _call(self, request: web.Request) -> FakeCall | web.Response:
@@ -507,7 +515,10 @@ class FakeTwilio:
 
     async def _list(self, request: web.Request) -> web.Response:
         size = int(request.query.get("PageSize", "50"))
-        calls = list(self.calls.values())[:size]
+        # Twilio's filters by number; newest first, as Twilio lists them.
+        to, from_ = request.query.get("To"), request.query.get("From")
+        newest_first = reversed(self.calls.values())
+        calls = [c for c in newest_first if to in (None, c.to) and from_ in (None, c.from_)][:size]
         uri = f"{API}/Accounts/{self.account_sid}/Calls.json?PageSize={size}&Page=0"
         return web.json_response(
             {
@@ -543,6 +554,11 @@ class FakeTwilio:
             call.start_time = call.start_time or datetime.now(UTC)
         else:
             self._end(call, word)
+
+    def settle(self, provider_call_id: str, status: CallStatus) -> None:
+        """The call moves on at Twilio and every callback of it is lost: only its
+        resource (GET .../Calls/{CallSid}.json) says so."""
+        self._progress(self.calls[provider_call_id], TWILIO_WORD[status])
 
     # --- callbacks -------------------------------------------------------------------
 
@@ -654,6 +670,14 @@ class FakeTwilio:
 
     # --- media -----------------------------------------------------------------------
 
+    def stream_headers(self, provider_call_id: str, *, forged: bool = False) -> dict[str, str]:
+        """The headers of Twilio's Media Streams handshake to the call's <Stream url>: signed
+        as a webhook is (Twilio's security docs), over that URL exactly as given, wss://
+        (here ws://) scheme included, with no parameters; `forged` signs with a wrong token."""
+        call = self.calls[provider_call_id]
+        token = secrets.token_hex(16) if forged else self.auth_token
+        return {"X-Twilio-Signature": twilio_signature(token, call.stream_url, [])}
+
     async def answer_media(
         self,
         provider_call_id: str,
@@ -674,8 +698,9 @@ class FakeTwilio:
         queue: deque[bytes | _Mark] = deque()
         queued = asyncio.Event()
         self._progress(call, "in-progress")
-        handshake = {"X-Twilio-Signature": twilio_signature(self.auth_token, call.stream_url, [])}
-        ws = await self._client.ws_connect(call.stream_url, headers=handshake, autoping=True)
+        ws = await self._client.ws_connect(
+            call.stream_url, headers=self.stream_headers(call.sid), autoping=True
+        )
         started = time.monotonic()
         result.connected_at = started
         sequence = 0

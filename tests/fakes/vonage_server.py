@@ -21,7 +21,8 @@ REST (Voice API v1, https://developer.vonage.com/en/api/voice, and vonage_voice 
   for an unknown one;
 - PUT /v1/calls/{uuid} {"action": "hangup"}: 204 for a live call (it becomes completed);
   a call that has ended answers 404, as Vonage does;
-- GET /v1/calls?page_size=N: {count, page_size, record_index, _embedded: {calls}, _links}.
+- GET /v1/calls?page_size=N[&date_start&date_end][&order=desc]: {count, page_size,
+  record_index, _embedded: {calls}, _links}, the window's calls (by creation here).
 
 Callbacks (`send_status`): JSON POSTed to the call's event_url, with ``Authorization:
 Bearer <JWT>`` HS256-signed with the signature secret, claims {iat, jti, iss: Vonage,
@@ -206,6 +207,7 @@ class FakeCall:
     start_time: str | None = None
     end_time: str | None = None
     duration: int | None = None
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def status_callback_url(self) -> str:
@@ -301,6 +303,7 @@ class FakeVonage:
     key_index: int = 0
     delay: float = 0.0
     retry_after: str = "2"
+    late_answer: float = 0.0  # create the call, then hold the answer to its create
     calls: dict[str, FakeCall] = field(default_factory=dict)
     hung_up: set[str] = field(default_factory=set)
     requests: list[JsonDict] = field(default_factory=list)
@@ -448,6 +451,9 @@ class FakeVonage:
             raw=body,
         )
         self.calls[call.uuid] = call
+        if self.late_answer:
+            # Accepted (the call exists and goes on), but its answer comes too late.
+            await asyncio.sleep(self.late_answer)
         answer = {
             "uuid": call.uuid,
             "status": "started",
@@ -541,7 +547,25 @@ class FakeVonage:
             return invalid("page_size", "must be an integer")
         if not 1 <= page_size <= 100:
             return invalid("page_size", "must be between 1 and 100")
-        calls = [call.record() for call in self.calls.values()][:page_size]
+        # date_start / date_end: the records that occurred in the window (here: created in
+        # it); order=desc lists the newest first.
+        try:
+            start, end = (
+                datetime.fromisoformat(request.query[name].replace("Z", "+00:00"))
+                if name in request.query
+                else None
+                for name in ("date_start", "date_end")
+            )
+        except ValueError:
+            return invalid("date_start", "must be an ISO 8601 date and time")
+        kept = [
+            c
+            for c in self.calls.values()
+            if (start is None or c.created >= start) and (end is None or c.created <= end)
+        ]
+        if request.query.get("order") == "desc":
+            kept.reverse()
+        calls = [call.record() for call in kept][:page_size]
         return web.json_response(
             {
                 "count": len(self.calls),
@@ -597,6 +621,11 @@ class FakeVonage:
                 call.duration = max(0, int((datetime.now(UTC) - started).total_seconds()))
             else:
                 call.duration = 0
+
+    def settle(self, provider_call_id: str, status: CallStatus) -> None:
+        """The call moves on at Vonage and every event of it is lost: only GET /v1/calls
+        says so."""
+        self._progress(self.calls[provider_call_id], VONAGE_WORD[status])
 
     def _event_body(self, call: FakeCall, word: str, extra: JsonDict) -> JsonDict:
         body: JsonDict = {"from": call.from_, "to": call.to}

@@ -304,14 +304,37 @@ async def test_outcomes_retry_finish_and_complete_the_campaign(store: Store) -> 
     assert await store.active_campaigns() == []
 
 
-async def test_a_call_that_never_reached_the_provider_is_placed_again(store: Store) -> None:
+async def test_a_call_the_provider_never_had_is_placed_again(store: Store) -> None:
     row = await create(store, 2, retry=RetryRule((), 1, 0))
     claims = await store.claim_campaign_rows(claim_request(row, horizon=0.2))
     lost = await store.insert_call(call_of(claims[0]))  # stored, never sent, no event
     stale = await placed(store, claims[1])  # accepted, but its final event never came
-    # Within the bound: waiting for their events.
-    assert await store.apply_campaign_outcomes(rules(row, T0 + timedelta(seconds=30))) == (0, True)
+    # Within the bound: waiting for their events, nothing to ask the provider about.
+    soon = T0 + timedelta(seconds=30)
+    assert (
+        await store.claim_lost_campaign_calls(
+            "camp-1", lost_before=soon - timedelta(seconds=60), now=soon, lease_until=soon + LEASE, limit=10
+        )
+        == []
+    )
+    assert await store.apply_campaign_outcomes(rules(row, soon)) == (0, True)
+    # Past it: both are leased to the one worker that asks their provider first.
     later = T0 + timedelta(seconds=61)
+    lost_before = later - timedelta(seconds=60)
+    leased = await store.claim_lost_campaign_calls(
+        "camp-1", lost_before=lost_before, now=later, lease_until=later + LEASE, limit=10
+    )
+    assert sorted(c.id for c in leased) == sorted([lost.id, stale.id])
+    assert (
+        await store.claim_lost_campaign_calls(
+            "camp-1", lost_before=lost_before, now=later, lease_until=later + LEASE, limit=10
+        )
+        == []
+    )
+    # The provider has no call for `lost` (it never reached it); `stale` has a provider id.
+    never = f"{NEVER_PLACED}: the provider has no such call"
+    assert await store.fail_unplaced_call(lost.id, never, later)
+    assert not await store.fail_unplaced_call(stale.id, never, later)
     assert await store.apply_campaign_outcomes(rules(row, later)) == (2, True)
     rows = await store.list_campaign_rows("camp-1")
     assert (rows[0].state, rows[0].attempts, rows[0].unplaced) == ("pending", 1, 1)
@@ -319,7 +342,7 @@ async def test_a_call_that_never_reached_the_provider_is_placed_again(store: Sto
     assert "no final status" in rows[1].error
     gone = await store.get_call("t1", lost.id)
     assert gone is not None
-    assert (gone.status, gone.error.startswith(NEVER_PLACED)) == ("failed", True)
+    assert (gone.status, gone.error) == ("failed", never)
     still = await store.get_call("t1", stale.id)
     assert still is not None
     assert still.status == "queued"
@@ -330,6 +353,26 @@ async def test_a_call_that_never_reached_the_provider_is_placed_again(store: Sto
     await store.apply_campaign_outcomes(rules(row, later))
     rows = await store.list_campaign_rows("camp-1")
     assert (rows[0].state, rows[0].outcome, rows[0].attempts, rows[0].unplaced) == ("done", "completed", 2, 1)
+
+
+async def test_a_call_of_unknown_outcome_is_never_placed_again(store: Store) -> None:
+    row = await create(store, 1, retry=RetryRule(("failed",), 3, 0))
+    (claim,) = await store.claim_campaign_rows(claim_request(row, horizon=0.1))
+    call = await store.insert_call(call_of(claim))  # no provider id, no event, provider not asked
+    later = T0 + timedelta(seconds=61)
+    waiting = replace(rules(row, later), give_up_before=later - timedelta(seconds=120))
+    # Past its longest life, but the provider could not yet say whether it placed it.
+    assert await store.apply_campaign_outcomes(waiting) == (0, True)
+    much_later = T0 + timedelta(seconds=200)
+    given_up = replace(rules(row, much_later), give_up_before=much_later - timedelta(seconds=120))
+    assert await store.apply_campaign_outcomes(given_up) == (1, False)
+    (number,) = await store.list_campaign_rows("camp-1")
+    assert (number.state, number.outcome, number.attempts, number.unplaced) == ("done", "failed", 1, 0)
+    assert "not placed again" in number.error
+    # The call row is left as it is: it may be ringing.
+    kept = await store.get_call("t1", call.id)
+    assert kept is not None
+    assert (kept.status, kept.error) == ("queued", "")
 
 
 async def test_a_call_with_an_event_is_not_taken_for_lost(store: Store) -> None:

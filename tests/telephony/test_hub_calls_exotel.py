@@ -331,6 +331,9 @@ async def test_hangup_of_a_live_call_is_not_supported_and_says_so(
     assert "exotel" in details
     assert "hangup of a live call" in details
     assert "cannot end a call" in details
+    # It says why (the Calls API has no operation for it) and what bounds the call instead.
+    assert "no operation to end or update one" in details
+    assert "time_limit" in details
     # Exotel was asked how the call is (it is live), not to end it.
     assert exotel.requests[-1]["method"] == "GET"
     assert str(exotel.requests[-1]["path"]).endswith(f"/Calls/{call.provider_call_id}.json")

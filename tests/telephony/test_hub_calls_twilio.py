@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlencode
 
+import aiohttp
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -448,6 +449,51 @@ async def test_an_unknown_outcome_is_never_retried(
 # --- media ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("handshake", ["forged", "missing"])
+async def test_a_media_websocket_not_signed_by_twilio_is_refused_before_the_upgrade(
+    hub: HubUnderTest, twilio: FakeTwilio, handshake: str
+) -> None:
+    call = await place(hub)
+    stream_url = twilio.calls[call.provider_call_id].stream_url
+    # The right URL token is not enough: Twilio signs its handshake, and this one is not
+    # (a wrong Auth Token, or no X-Twilio-Signature at all).
+    headers = twilio.stream_headers(call.provider_call_id, forged=True) if handshake == "forged" else {}
+    async with hub.http.get(
+        stream_url.replace("ws://", "http://", 1),
+        headers={
+            **headers,
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    ) as refused:
+        assert refused.status == 403
+        reason = await refused.text()
+    assert "signature check failed" in reason
+    assert ("no X-Twilio-Signature" in reason) == (handshake == "missing")
+    assert twilio.auth_token not in hub.logs.getvalue()
+    # Signed over another URL (a different call's token in the path): refused too.
+    other = await place(hub)
+    elsewhere = {
+        "X-Twilio-Signature": twilio_signature(
+            twilio.auth_token, twilio.calls[other.provider_call_id].stream_url, []
+        )
+    }
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await hub.http.ws_connect(stream_url, headers=elsewhere)
+    assert caught.value.status == 403
+    # Signed as Twilio signs it, over the wss:// (here ws://) URL and no parameters: accepted.
+    agent = Agent(stub(hub.channel), invoke(hub), call.id, 8000)
+    result = await twilio.answer_media(
+        call.provider_call_id, tone(300, 0.4, 8000), audio_format=L16_8K, receive_seconds=0.5
+    )
+    await agent.finish()
+    assert result.stream_sid
+    assert agent.started
+    assert agent.stops == ["hangup"]
+
+
 async def test_call_media_round_trip(hub: HubUnderTest, twilio: FakeTwilio, speech: Speech) -> None:
     call = await place(hub)
     reply = tone(440, 1.0, 16000)
@@ -633,8 +679,10 @@ async def test_one_agent_and_one_stream_per_call(hub: HubUnderTest, twilio: Fake
         await second.finish()
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "another CallMedia stream" in (refused.value.details() or "")
-    # A second provider websocket for the call is closed at once.
-    duplicate = await hub.http.ws_connect(twilio.calls[call.provider_call_id].stream_url)
+    # A second provider websocket for the call (signed as Twilio signs) is closed at once.
+    duplicate = await hub.http.ws_connect(
+        twilio.calls[call.provider_call_id].stream_url, headers=twilio.stream_headers(call.provider_call_id)
+    )
     message = await asyncio.wait_for(duplicate.receive(), 5)
     assert duplicate.close_code == 1008, message
     await duplicate.close()
