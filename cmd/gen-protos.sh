@@ -2,8 +2,8 @@
 # Regenerates the committed Python code of the API (integration_hub/v1/) from
 # protos/, with mypy stubs. The one command to run after editing a .proto:
 #
-#   cmd/gen-protos.sh            regenerate integration_hub/v1/
-#   cmd/gen-protos.sh --check    fail if the committed code is stale (CI)
+#   cmd/gen-protos.sh            regenerate integration_hub/v1/ and protos/openapi.json
+#   cmd/gen-protos.sh --check    fail if the committed code or the OpenAPI document is stale (CI)
 #   cmd/gen-protos.sh --vendor   refresh protos/third_party/googleapis from the
 #                                installed googleapis-common-protos wheel
 #   cmd/gen-protos.sh --baseline record the current API as the breaking-change
@@ -30,18 +30,31 @@ snapshot_baseline() {
   cp -r protos/integration_hub protos/third_party protos/baseline/protos/
 }
 
+# Each API package and the Python package its code goes to: the hub's, and the chatbot
+# layer's (a client of the hub with an API of its own).
+API_PACKAGES="integration_hub/v1 chatbot/v1"
+
 generate_into() {
-  local out=$1 protoc_include
+  local out=$1 protoc_include package
   protoc_include=$("$PY" -c 'import grpc_tools, pathlib; print(pathlib.Path(grpc_tools.__file__).parent / "_proto")')
-  mkdir -p "$out/integration_hub/v1"
-  "$PY" -m grpc_tools.protoc \
-    -I protos -I protos/third_party/googleapis -I "$protoc_include" \
-    --python_out="$out" --grpc_python_out="$out" \
-    --mypy_out="$out" --mypy_grpc_out="$out" \
-    protos/integration_hub/v1/*.proto
-  cat > "$out/integration_hub/v1/__init__.py" <<'PY'
-"""Generated from protos/integration_hub/v1 by cmd/gen-protos.sh. Do not edit."""
-PY
+  for package in $API_PACKAGES; do
+    mkdir -p "$out/$package"
+    "$PY" -m grpc_tools.protoc \
+      -I protos -I protos/third_party/googleapis -I "$protoc_include" \
+      --python_out="$out" --grpc_python_out="$out" \
+      --mypy_out="$out" --mypy_grpc_out="$out" \
+      "protos/$package"/*.proto
+    printf '"""Generated from protos/%s by cmd/gen-protos.sh. Do not edit."""\n' "$package" > "$out/$package/__init__.py"
+  done
+}
+
+# The REST contract (integration_hub/http/openapi.py), from the generated descriptors:
+# the same bindings the hub's transcoder routes with.
+OPENAPI=protos/openapi.json
+write_openapi() {
+  # Through a temporary file: a failed run leaves the committed document as it was.
+  "$PY" -m integration_hub.http.openapi > "$1.tmp"
+  mv "$1.tmp" "$1"
 }
 
 case "${1:-}" in
@@ -50,11 +63,22 @@ case "${1:-}" in
   --check)
     tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
     generate_into "$tmp"
-    if ! diff -r -q "$tmp/integration_hub/v1" integration_hub/v1 -x __pycache__; then
-      echo "integration_hub/v1 is stale: run cmd/gen-protos.sh and commit the result" >&2
+    for package in $API_PACKAGES; do
+      if ! diff -r -q "$tmp/$package" "$package" -x __pycache__; then
+        echo "$package is stale: run cmd/gen-protos.sh and commit the result" >&2
+        exit 1
+      fi
+    done
+    write_openapi "$tmp/openapi.json"
+    if ! diff -q "$tmp/openapi.json" "$OPENAPI"; then
+      echo "$OPENAPI is stale: run cmd/gen-protos.sh and commit the result" >&2
       exit 1
     fi
     ;;
-  "") rm -f integration_hub/v1/*_pb2*.py integration_hub/v1/*_pb2*.pyi; generate_into . ;;
+  "")
+    for package in $API_PACKAGES; do rm -f "$package"/*_pb2*.py "$package"/*_pb2*.pyi; done
+    generate_into .
+    write_openapi "$OPENAPI"
+    ;;
   *) echo "usage: $0 [--check|--vendor|--baseline]" >&2; exit 2 ;;
 esac

@@ -3,30 +3,27 @@
 isort:skip_file
 """
 
-import builtins as _builtins
-import sys
-import typing as _typing
 from collections import abc as _abc
-
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+import builtins as _builtins
+import sys
+import typing as _typing
 
 if sys.version_info >= (3, 11):
-    from typing import Never as _Never
-    from typing import TypeAlias as _TypeAlias
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing import Never as _Never
-    from typing import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _Purpose:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _PurposeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purpose.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -48,11 +45,11 @@ PURPOSE_HR: Purpose.ValueType  # 3
 PURPOSE_EDUCATION: Purpose.ValueType  # 4
 PURPOSE_CUSTOM: Purpose.ValueType  # 5
 """The bot's own system_prompt, required."""
-Global___Purpose: _TypeAlias = Purpose
+Global___Purpose: _TypeAlias = Purpose  # noqa: Y015
 
 class _SourceKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _SourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SourceKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -75,11 +72,11 @@ SOURCE_KIND_WEBSITE: SourceKind.ValueType  # 3
 """A website from its sitemap; robots.txt is obeyed."""
 SOURCE_KIND_QA: SourceKind.ValueType  # 4
 """Question and answer pairs, CSV or XLSX: one vector per pair."""
-Global___SourceKind: _TypeAlias = SourceKind
+Global___SourceKind: _TypeAlias = SourceKind  # noqa: Y015
 
 class _TaskState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _TaskStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -102,11 +99,11 @@ TASK_STATE_SUCCEEDED: TaskState.ValueType  # 3
 TASK_STATE_PARTIAL: TaskState.ValueType  # 4
 """Finished with per-item errors: the items without one were ingested."""
 TASK_STATE_FAILED: TaskState.ValueType  # 5
-Global___TaskState: _TypeAlias = TaskState
+Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
 class _MessageRole:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _MessageRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MessageRole.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -119,11 +116,11 @@ class MessageRole(_MessageRole, metaclass=_MessageRoleEnumTypeWrapper): ...
 MESSAGE_ROLE_UNSPECIFIED: MessageRole.ValueType  # 0
 MESSAGE_ROLE_USER: MessageRole.ValueType  # 1
 MESSAGE_ROLE_ASSISTANT: MessageRole.ValueType  # 2
-Global___MessageRole: _TypeAlias = MessageRole
+Global___MessageRole: _TypeAlias = MessageRole  # noqa: Y015
 
 class _Channel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
-    V: _TypeAlias = ValueType
+    V: _TypeAlias = ValueType  # noqa: Y015
 
 class _ChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Channel.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
@@ -138,7 +135,7 @@ CHANNEL_UNSPECIFIED: Channel.ValueType  # 0
 CHANNEL_TEXT: Channel.ValueType  # 1
 CHANNEL_VOICE: Channel.ValueType  # 2
 CHANNEL_PHONE: Channel.ValueType  # 3
-Global___Channel: _TypeAlias = Channel
+Global___Channel: _TypeAlias = Channel  # noqa: Y015
 
 @_typing.final
 class ModelRef(_message.Message):
@@ -158,13 +155,13 @@ class ModelRef(_message.Message):
         credential: _builtins.str = ...,
         model: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "model", b"model"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "model", b"model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ModelRef: _TypeAlias = ModelRef
+Global___ModelRef: _TypeAlias = ModelRef  # noqa: Y015
 
 @_typing.final
 class VoiceSettings(_message.Message):
@@ -193,13 +190,13 @@ class VoiceSettings(_message.Message):
         stt: Global___ModelRef | None = ...,
         language: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stt", b"stt", "tts", b"tts"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stt", b"stt", "tts", b"tts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "stt", b"stt", "tts", b"tts", "voice", b"voice"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "stt", b"stt", "tts", b"tts", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___VoiceSettings: _TypeAlias = VoiceSettings
+Global___VoiceSettings: _TypeAlias = VoiceSettings  # noqa: Y015
 
 @_typing.final
 class Bot(_message.Message):
@@ -270,15 +267,15 @@ class Bot(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "chat_model", b"chat_model", "create_time", b"create_time", "embedding_model", b"embedding_model", "rerank_model", b"rerank_model", "score_threshold", b"score_threshold", "update_time", b"update_time", "voice", b"voice"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "chat_model", b"chat_model", "create_time", b"create_time", "embedding_model", b"embedding_model", "rerank_model", b"rerank_model", "score_threshold", b"score_threshold", "update_time", b"update_time", "voice", b"voice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "chat_model", b"chat_model", "create_time", b"create_time", "embedding_model", b"embedding_model", "fallback_answer", b"fallback_answer", "greeting", b"greeting", "history_token_budget", b"history_token_budget", "id", b"id", "name", b"name", "purpose", b"purpose", "rerank_model", b"rerank_model", "retention_days", b"retention_days", "score_threshold", b"score_threshold", "system_prompt", b"system_prompt", "top_k", b"top_k", "update_time", b"update_time", "voice", b"voice"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "chat_model", b"chat_model", "create_time", b"create_time", "embedding_model", b"embedding_model", "fallback_answer", b"fallback_answer", "greeting", b"greeting", "history_token_budget", b"history_token_budget", "id", b"id", "name", b"name", "purpose", b"purpose", "rerank_model", b"rerank_model", "retention_days", b"retention_days", "score_threshold", b"score_threshold", "system_prompt", b"system_prompt", "top_k", b"top_k", "update_time", b"update_time", "voice", b"voice"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]
-    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
 
-Global___Bot: _TypeAlias = Bot
+Global___Bot: _TypeAlias = Bot  # noqa: Y015
 
 @_typing.final
 class CreateBotRequest(_message.Message):
@@ -292,13 +289,13 @@ class CreateBotRequest(_message.Message):
         *,
         bot: Global___Bot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateBotRequest: _TypeAlias = CreateBotRequest
+Global___CreateBotRequest: _TypeAlias = CreateBotRequest  # noqa: Y015
 
 @_typing.final
 class CreateBotResponse(_message.Message):
@@ -312,13 +309,13 @@ class CreateBotResponse(_message.Message):
         *,
         bot: Global___Bot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___CreateBotResponse: _TypeAlias = CreateBotResponse
+Global___CreateBotResponse: _TypeAlias = CreateBotResponse  # noqa: Y015
 
 @_typing.final
 class GetBotRequest(_message.Message):
@@ -331,13 +328,13 @@ class GetBotRequest(_message.Message):
         *,
         id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetBotRequest: _TypeAlias = GetBotRequest
+Global___GetBotRequest: _TypeAlias = GetBotRequest  # noqa: Y015
 
 @_typing.final
 class GetBotResponse(_message.Message):
@@ -351,13 +348,13 @@ class GetBotResponse(_message.Message):
         *,
         bot: Global___Bot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetBotResponse: _TypeAlias = GetBotResponse
+Global___GetBotResponse: _TypeAlias = GetBotResponse  # noqa: Y015
 
 @_typing.final
 class ListBotsRequest(_message.Message):
@@ -373,13 +370,13 @@ class ListBotsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListBotsRequest: _TypeAlias = ListBotsRequest
+Global___ListBotsRequest: _TypeAlias = ListBotsRequest  # noqa: Y015
 
 @_typing.final
 class ListBotsResponse(_message.Message):
@@ -396,13 +393,13 @@ class ListBotsResponse(_message.Message):
         bots: _abc.Iterable[Global___Bot] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bots", b"bots", "next_page_token", b"next_page_token"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bots", b"bots", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListBotsResponse: _TypeAlias = ListBotsResponse
+Global___ListBotsResponse: _TypeAlias = ListBotsResponse  # noqa: Y015
 
 @_typing.final
 class UpdateBotRequest(_message.Message):
@@ -420,13 +417,13 @@ class UpdateBotRequest(_message.Message):
         bot: Global___Bot | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot", "update_mask", b"update_mask"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot", "update_mask", b"update_mask"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateBotRequest: _TypeAlias = UpdateBotRequest
+Global___UpdateBotRequest: _TypeAlias = UpdateBotRequest  # noqa: Y015
 
 @_typing.final
 class UpdateBotResponse(_message.Message):
@@ -440,13 +437,13 @@ class UpdateBotResponse(_message.Message):
         *,
         bot: Global___Bot | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot", b"bot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpdateBotResponse: _TypeAlias = UpdateBotResponse
+Global___UpdateBotResponse: _TypeAlias = UpdateBotResponse  # noqa: Y015
 
 @_typing.final
 class DeleteBotRequest(_message.Message):
@@ -459,13 +456,13 @@ class DeleteBotRequest(_message.Message):
         *,
         id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteBotRequest: _TypeAlias = DeleteBotRequest
+Global___DeleteBotRequest: _TypeAlias = DeleteBotRequest  # noqa: Y015
 
 @_typing.final
 class DeleteBotResponse(_message.Message):
@@ -474,13 +471,13 @@ class DeleteBotResponse(_message.Message):
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteBotResponse: _TypeAlias = DeleteBotResponse
+Global___DeleteBotResponse: _TypeAlias = DeleteBotResponse  # noqa: Y015
 
 @_typing.final
 class Source(_message.Message):
@@ -518,13 +515,13 @@ class Source(_message.Message):
         chunk_count: _builtins.int = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "chunk_count", b"chunk_count", "content_hash", b"content_hash", "id", b"id", "kind", b"kind", "name", b"name", "origin", b"origin", "update_time", b"update_time"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "chunk_count", b"chunk_count", "content_hash", b"content_hash", "id", b"id", "kind", b"kind", "name", b"name", "origin", b"origin", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Source: _TypeAlias = Source
+Global___Source: _TypeAlias = Source  # noqa: Y015
 
 @_typing.final
 class AddSourceRequest(_message.Message):
@@ -555,15 +552,15 @@ class AddSourceRequest(_message.Message):
         url: _builtins.str = ...,
         filename: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "data", b"data", "url", b"url"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "data", b"data", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "content", b"content", "data", b"data", "filename", b"filename", "kind", b"kind", "name", b"name", "url", b"url"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "content", b"content", "data", b"data", "filename", b"filename", "kind", b"kind", "name", b"name", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["data", "url"]
-    _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]
+    _WhichOneofReturnType_content: _TypeAlias = _typing.Literal["data", "url"]  # noqa: Y015
+    _WhichOneofArgType_content: _TypeAlias = _typing.Literal["content", b"content"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_content) -> _WhichOneofReturnType_content | None: ...
 
-Global___AddSourceRequest: _TypeAlias = AddSourceRequest
+Global___AddSourceRequest: _TypeAlias = AddSourceRequest  # noqa: Y015
 
 @_typing.final
 class AddSourceResponse(_message.Message):
@@ -577,13 +574,13 @@ class AddSourceResponse(_message.Message):
         *,
         task: Global___IngestionTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AddSourceResponse: _TypeAlias = AddSourceResponse
+Global___AddSourceResponse: _TypeAlias = AddSourceResponse  # noqa: Y015
 
 @_typing.final
 class ListSourcesRequest(_message.Message):
@@ -602,13 +599,13 @@ class ListSourcesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListSourcesRequest: _TypeAlias = ListSourcesRequest
+Global___ListSourcesRequest: _TypeAlias = ListSourcesRequest  # noqa: Y015
 
 @_typing.final
 class ListSourcesResponse(_message.Message):
@@ -625,13 +622,13 @@ class ListSourcesResponse(_message.Message):
         sources: _abc.Iterable[Global___Source] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sources", b"sources"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sources", b"sources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListSourcesResponse: _TypeAlias = ListSourcesResponse
+Global___ListSourcesResponse: _TypeAlias = ListSourcesResponse  # noqa: Y015
 
 @_typing.final
 class DeleteSourceRequest(_message.Message):
@@ -647,13 +644,13 @@ class DeleteSourceRequest(_message.Message):
         bot_id: _builtins.str = ...,
         source_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "source_id", b"source_id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "source_id", b"source_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSourceRequest: _TypeAlias = DeleteSourceRequest
+Global___DeleteSourceRequest: _TypeAlias = DeleteSourceRequest  # noqa: Y015
 
 @_typing.final
 class DeleteSourceResponse(_message.Message):
@@ -662,13 +659,13 @@ class DeleteSourceResponse(_message.Message):
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSourceResponse: _TypeAlias = DeleteSourceResponse
+Global___DeleteSourceResponse: _TypeAlias = DeleteSourceResponse  # noqa: Y015
 
 @_typing.final
 class ItemError(_message.Message):
@@ -685,13 +682,13 @@ class ItemError(_message.Message):
         item: _builtins.str = ...,
         message: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "message", b"message"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ItemError: _TypeAlias = ItemError
+Global___ItemError: _TypeAlias = ItemError  # noqa: Y015
 
 @_typing.final
 class IngestionTask(_message.Message):
@@ -739,13 +736,13 @@ class IngestionTask(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "chunks_written", b"chunks_written", "create_time", b"create_time", "errors", b"errors", "id", b"id", "items_done", b"items_done", "items_total", b"items_total", "skipped_unchanged", b"skipped_unchanged", "source_id", b"source_id", "state", b"state", "update_time", b"update_time"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "chunks_written", b"chunks_written", "create_time", b"create_time", "errors", b"errors", "id", b"id", "items_done", b"items_done", "items_total", b"items_total", "skipped_unchanged", b"skipped_unchanged", "source_id", b"source_id", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___IngestionTask: _TypeAlias = IngestionTask
+Global___IngestionTask: _TypeAlias = IngestionTask  # noqa: Y015
 
 @_typing.final
 class GetIngestionTaskRequest(_message.Message):
@@ -758,13 +755,13 @@ class GetIngestionTaskRequest(_message.Message):
         *,
         id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetIngestionTaskRequest: _TypeAlias = GetIngestionTaskRequest
+Global___GetIngestionTaskRequest: _TypeAlias = GetIngestionTaskRequest  # noqa: Y015
 
 @_typing.final
 class GetIngestionTaskResponse(_message.Message):
@@ -778,13 +775,13 @@ class GetIngestionTaskResponse(_message.Message):
         *,
         task: Global___IngestionTask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetIngestionTaskResponse: _TypeAlias = GetIngestionTaskResponse
+Global___GetIngestionTaskResponse: _TypeAlias = GetIngestionTaskResponse  # noqa: Y015
 
 @_typing.final
 class ListIngestionTasksRequest(_message.Message):
@@ -803,13 +800,13 @@ class ListIngestionTasksRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListIngestionTasksRequest: _TypeAlias = ListIngestionTasksRequest
+Global___ListIngestionTasksRequest: _TypeAlias = ListIngestionTasksRequest  # noqa: Y015
 
 @_typing.final
 class ListIngestionTasksResponse(_message.Message):
@@ -826,13 +823,13 @@ class ListIngestionTasksResponse(_message.Message):
         tasks: _abc.Iterable[Global___IngestionTask] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tasks", b"tasks"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListIngestionTasksResponse: _TypeAlias = ListIngestionTasksResponse
+Global___ListIngestionTasksResponse: _TypeAlias = ListIngestionTasksResponse  # noqa: Y015
 
 @_typing.final
 class Citation(_message.Message):
@@ -863,13 +860,13 @@ class Citation(_message.Message):
         url: _builtins.str = ...,
         score: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "score", b"score", "source_id", b"source_id", "source_name", b"source_name", "title", b"title", "url", b"url"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "score", b"score", "source_id", b"source_id", "source_name", b"source_name", "title", b"title", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Citation: _TypeAlias = Citation
+Global___Citation: _TypeAlias = Citation  # noqa: Y015
 
 @_typing.final
 class TokenUsage(_message.Message):
@@ -888,13 +885,13 @@ class TokenUsage(_message.Message):
         output_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_tokens", b"input_tokens", "output_tokens", b"output_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TokenUsage: _TypeAlias = TokenUsage
+Global___TokenUsage: _TypeAlias = TokenUsage  # noqa: Y015
 
 @_typing.final
 class AskRequest(_message.Message):
@@ -914,13 +911,13 @@ class AskRequest(_message.Message):
         question: _builtins.str = ...,
         session_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "question", b"question", "session_id", b"session_id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "question", b"question", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AskRequest: _TypeAlias = AskRequest
+Global___AskRequest: _TypeAlias = AskRequest  # noqa: Y015
 
 @_typing.final
 class AskResponse(_message.Message):
@@ -948,13 +945,13 @@ class AskResponse(_message.Message):
         session_id: _builtins.str = ...,
         fallback: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "citations", b"citations", "fallback", b"fallback", "session_id", b"session_id", "usage", b"usage"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "citations", b"citations", "fallback", b"fallback", "session_id", b"session_id", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AskResponse: _TypeAlias = AskResponse
+Global___AskResponse: _TypeAlias = AskResponse  # noqa: Y015
 
 @_typing.final
 class StreamAskRequest(_message.Message):
@@ -973,13 +970,13 @@ class StreamAskRequest(_message.Message):
         question: _builtins.str = ...,
         session_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "question", b"question", "session_id", b"session_id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "question", b"question", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___StreamAskRequest: _TypeAlias = StreamAskRequest
+Global___StreamAskRequest: _TypeAlias = StreamAskRequest  # noqa: Y015
 
 @_typing.final
 class StreamAskResponse(_message.Message):
@@ -999,15 +996,15 @@ class StreamAskResponse(_message.Message):
         delta: _builtins.str = ...,
         end: Global___AskResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["delta", "end"]
-    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["delta", "end"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
-Global___StreamAskResponse: _TypeAlias = StreamAskResponse
+Global___StreamAskResponse: _TypeAlias = StreamAskResponse  # noqa: Y015
 
 @_typing.final
 class AskVoiceRequest(_message.Message):
@@ -1031,13 +1028,13 @@ class AskVoiceRequest(_message.Message):
         session_id: _builtins.str = ...,
         answer_format: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_format", b"answer_format", "audio", b"audio", "bot_id", b"bot_id", "session_id", b"session_id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_format", b"answer_format", "audio", b"audio", "bot_id", b"bot_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AskVoiceRequest: _TypeAlias = AskVoiceRequest
+Global___AskVoiceRequest: _TypeAlias = AskVoiceRequest  # noqa: Y015
 
 @_typing.final
 class AskVoiceResponse(_message.Message):
@@ -1061,13 +1058,13 @@ class AskVoiceResponse(_message.Message):
         audio: _builtins.bytes = ...,
         audio_mime_type: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "audio", b"audio", "audio_mime_type", b"audio_mime_type", "transcript", b"transcript"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "audio", b"audio", "audio_mime_type", b"audio_mime_type", "transcript", b"transcript"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AskVoiceResponse: _TypeAlias = AskVoiceResponse
+Global___AskVoiceResponse: _TypeAlias = AskVoiceResponse  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -1097,13 +1094,13 @@ class Message(_message.Message):
         citations: _abc.Iterable[Global___Citation] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["citations", b"citations", "create_time", b"create_time", "id", b"id", "role", b"role", "text", b"text", "tokens", b"tokens"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["citations", b"citations", "create_time", b"create_time", "id", b"id", "role", b"role", "text", b"text", "tokens", b"tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Message: _TypeAlias = Message
+Global___Message: _TypeAlias = Message  # noqa: Y015
 
 @_typing.final
 class Session(_message.Message):
@@ -1142,13 +1139,13 @@ class Session(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "channel", b"channel", "create_time", b"create_time", "id", b"id", "message_count", b"message_count", "messages", b"messages", "tokens", b"tokens", "update_time", b"update_time"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "channel", b"channel", "create_time", b"create_time", "id", b"id", "message_count", b"message_count", "messages", b"messages", "tokens", b"tokens", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Session: _TypeAlias = Session
+Global___Session: _TypeAlias = Session  # noqa: Y015
 
 @_typing.final
 class ListSessionsRequest(_message.Message):
@@ -1167,13 +1164,13 @@ class ListSessionsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bot_id", b"bot_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest
+Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
 
 @_typing.final
 class ListSessionsResponse(_message.Message):
@@ -1190,13 +1187,13 @@ class ListSessionsResponse(_message.Message):
         sessions: _abc.Iterable[Global___Session] | None = ...,
         next_page_token: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "sessions", b"sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse
+Global___ListSessionsResponse: _TypeAlias = ListSessionsResponse  # noqa: Y015
 
 @_typing.final
 class GetSessionRequest(_message.Message):
@@ -1209,13 +1206,13 @@ class GetSessionRequest(_message.Message):
         *,
         id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetSessionRequest: _TypeAlias = GetSessionRequest
+Global___GetSessionRequest: _TypeAlias = GetSessionRequest  # noqa: Y015
 
 @_typing.final
 class GetSessionResponse(_message.Message):
@@ -1229,13 +1226,13 @@ class GetSessionResponse(_message.Message):
         *,
         session: Global___Session | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___GetSessionResponse: _TypeAlias = GetSessionResponse
+Global___GetSessionResponse: _TypeAlias = GetSessionResponse  # noqa: Y015
 
 @_typing.final
 class DeleteSessionRequest(_message.Message):
@@ -1248,13 +1245,13 @@ class DeleteSessionRequest(_message.Message):
         *,
         id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSessionRequest: _TypeAlias = DeleteSessionRequest
+Global___DeleteSessionRequest: _TypeAlias = DeleteSessionRequest  # noqa: Y015
 
 @_typing.final
 class DeleteSessionResponse(_message.Message):
@@ -1263,10 +1260,10 @@ class DeleteSessionResponse(_message.Message):
     def __init__(
         self,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse
+Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015

@@ -3,20 +3,18 @@
 isort:skip_file
 """
 
+from chatbot.v1 import chatbot_pb2 as _chatbot_pb2
+from collections import abc as _abc
+from grpc import aio as _aio
 import abc as _abc_1
+import grpc as _grpc
 import sys
 import typing as _typing
-from collections import abc as _abc
-
-import grpc as _grpc
-from grpc import aio as _aio
-
-from chatbot.v1 import chatbot_pb2 as _chatbot_pb2
 
 if sys.version_info >= (3, 11):
     from typing import Self as _Self
 else:
-    from typing import Self as _Self
+    from typing_extensions import Self as _Self
 
 _T = _typing.TypeVar("_T")
 
@@ -117,28 +115,28 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.CreateBotRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.CreateBotResponse | _abc.Awaitable[_chatbot_pb2.CreateBotResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.CreateBotResponse, _abc.Awaitable[_chatbot_pb2.CreateBotResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetBot(
         self,
         request: _chatbot_pb2.GetBotRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.GetBotResponse | _abc.Awaitable[_chatbot_pb2.GetBotResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.GetBotResponse, _abc.Awaitable[_chatbot_pb2.GetBotResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListBots(
         self,
         request: _chatbot_pb2.ListBotsRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.ListBotsResponse | _abc.Awaitable[_chatbot_pb2.ListBotsResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.ListBotsResponse, _abc.Awaitable[_chatbot_pb2.ListBotsResponse]]: ...
 
     @_abc_1.abstractmethod
     def UpdateBot(
         self,
         request: _chatbot_pb2.UpdateBotRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.UpdateBotResponse | _abc.Awaitable[_chatbot_pb2.UpdateBotResponse]:
+    ) -> _typing.Union[_chatbot_pb2.UpdateBotResponse, _abc.Awaitable[_chatbot_pb2.UpdateBotResponse]]:
         """Changes the fields named in update_mask (all settable fields when it is empty)."""
 
     @_abc_1.abstractmethod
@@ -146,7 +144,7 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.DeleteBotRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.DeleteBotResponse | _abc.Awaitable[_chatbot_pb2.DeleteBotResponse]:
+    ) -> _typing.Union[_chatbot_pb2.DeleteBotResponse, _abc.Awaitable[_chatbot_pb2.DeleteBotResponse]]:
         """Deletes the bot, its sources and vectors, its sessions and messages."""
 
     @_abc_1.abstractmethod
@@ -154,7 +152,7 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.AddSourceRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.AddSourceResponse | _abc.Awaitable[_chatbot_pb2.AddSourceResponse]:
+    ) -> _typing.Union[_chatbot_pb2.AddSourceResponse, _abc.Awaitable[_chatbot_pb2.AddSourceResponse]]:
         """Adds a source (or replaces the one with the same name) and starts its ingestion:
         answers at once with the task; GetIngestionTask follows it.
         """
@@ -164,14 +162,14 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.ListSourcesRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.ListSourcesResponse | _abc.Awaitable[_chatbot_pb2.ListSourcesResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.ListSourcesResponse, _abc.Awaitable[_chatbot_pb2.ListSourcesResponse]]: ...
 
     @_abc_1.abstractmethod
     def DeleteSource(
         self,
         request: _chatbot_pb2.DeleteSourceRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.DeleteSourceResponse | _abc.Awaitable[_chatbot_pb2.DeleteSourceResponse]:
+    ) -> _typing.Union[_chatbot_pb2.DeleteSourceResponse, _abc.Awaitable[_chatbot_pb2.DeleteSourceResponse]]:
         """Deletes the source and its vectors."""
 
     @_abc_1.abstractmethod
@@ -179,21 +177,21 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.GetIngestionTaskRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.GetIngestionTaskResponse | _abc.Awaitable[_chatbot_pb2.GetIngestionTaskResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.GetIngestionTaskResponse, _abc.Awaitable[_chatbot_pb2.GetIngestionTaskResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListIngestionTasks(
         self,
         request: _chatbot_pb2.ListIngestionTasksRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.ListIngestionTasksResponse | _abc.Awaitable[_chatbot_pb2.ListIngestionTasksResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.ListIngestionTasksResponse, _abc.Awaitable[_chatbot_pb2.ListIngestionTasksResponse]]: ...
 
     @_abc_1.abstractmethod
     def Ask(
         self,
         request: _chatbot_pb2.AskRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.AskResponse | _abc.Awaitable[_chatbot_pb2.AskResponse]:
+    ) -> _typing.Union[_chatbot_pb2.AskResponse, _abc.Awaitable[_chatbot_pb2.AskResponse]]:
         """One whole answer with its citations."""
 
     @_abc_1.abstractmethod
@@ -201,7 +199,7 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.StreamAskRequest,
         context: _ServicerContext,
-    ) -> _abc.Iterator[_chatbot_pb2.StreamAskResponse] | _abc.AsyncIterator[_chatbot_pb2.StreamAskResponse]:
+    ) -> _typing.Union[_abc.Iterator[_chatbot_pb2.StreamAskResponse], _abc.AsyncIterator[_chatbot_pb2.StreamAskResponse]]:
         """The answer as it is generated, then one end event with citations and usage."""
 
     @_abc_1.abstractmethod
@@ -209,7 +207,7 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.AskVoiceRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.AskVoiceResponse | _abc.Awaitable[_chatbot_pb2.AskVoiceResponse]:
+    ) -> _typing.Union[_chatbot_pb2.AskVoiceResponse, _abc.Awaitable[_chatbot_pb2.AskVoiceResponse]]:
         """A spoken question: transcribed through the hub, answered, and the answer spoken."""
 
     @_abc_1.abstractmethod
@@ -217,14 +215,14 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.ListSessionsRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.ListSessionsResponse | _abc.Awaitable[_chatbot_pb2.ListSessionsResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.ListSessionsResponse, _abc.Awaitable[_chatbot_pb2.ListSessionsResponse]]: ...
 
     @_abc_1.abstractmethod
     def GetSession(
         self,
         request: _chatbot_pb2.GetSessionRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.GetSessionResponse | _abc.Awaitable[_chatbot_pb2.GetSessionResponse]:
+    ) -> _typing.Union[_chatbot_pb2.GetSessionResponse, _abc.Awaitable[_chatbot_pb2.GetSessionResponse]]:
         """The session with every message: the export."""
 
     @_abc_1.abstractmethod
@@ -232,6 +230,6 @@ class ChatbotServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _chatbot_pb2.DeleteSessionRequest,
         context: _ServicerContext,
-    ) -> _chatbot_pb2.DeleteSessionResponse | _abc.Awaitable[_chatbot_pb2.DeleteSessionResponse]: ...
+    ) -> _typing.Union[_chatbot_pb2.DeleteSessionResponse, _abc.Awaitable[_chatbot_pb2.DeleteSessionResponse]]: ...
 
-def add_ChatbotServiceServicer_to_server(servicer: ChatbotServiceServicer, server: _grpc.Server | _aio.Server) -> None: ...
+def add_ChatbotServiceServicer_to_server(servicer: ChatbotServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,6 +26,7 @@ from integration_hub import metrics
 from integration_hub.dispatch import Dispatcher, new_request_id, to_hub_error
 from integration_hub.errors import ERROR_DOMAIN, HubError
 from integration_hub.http import openai_wire
+from integration_hub.http.openapi import document_bytes
 from integration_hub.http.transcoder import (
     Binding,
     Transcoder,
@@ -307,7 +308,8 @@ def build_http_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_framework_errors])
     app[MAX_REQUEST_BYTES] = max_request_bytes
-    rest = RestHandler(dispatcher, Transcoder(dispatcher.methods.values()))
+    transcoder = Transcoder(dispatcher.methods.values())
+    rest = RestHandler(dispatcher, transcoder)
 
     async def liveness(_: web.Request) -> web.Response:
         return web.json_response({"status": "alive"}, dumps=lambda o: orjson.dumps(o).decode())
@@ -332,6 +334,17 @@ def build_http_app(
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     app.router.add_get("/metrics", metrics_page)
+
+    # The REST contract, from the transcoder's own bindings; unauthenticated like the protos
+    # it is generated from: it holds the API's shape, never a tenant's data.
+    contract = document_bytes(
+        transcoder.bindings, (m.full_name for m in dispatcher.methods.values() if m.http_rule is None)
+    )
+
+    async def openapi_document(_: web.Request) -> web.Response:
+        return web.Response(body=contract, content_type=JSON)
+
+    app.router.add_get("/openapi.json", openapi_document)
 
     async def transcoded(request: web.Request) -> web.StreamResponse:
         return await rest(request)

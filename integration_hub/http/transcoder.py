@@ -26,6 +26,9 @@ from integration_hub.rpc import Message, Method
 
 @dataclass(frozen=True, slots=True)
 class _PathTemplate:
+    # The template as written in the annotation ("/v1/credentials/{id}:verify"): the OpenAPI
+    # document (integration_hub/http/openapi.py) publishes it.
+    path: str
     regex: re.Pattern[str]
     # Regex group name -> request field path ("id", "parent.name").
     variables: dict[str, str]
@@ -48,7 +51,8 @@ class Binding:
 _SEGMENT_REGEX = {"*": r"[^/]+", "**": r".+"}
 
 
-def _compile_segments(segments: str) -> str:
+def compile_segments(segments: str) -> str:
+    """A template's literal or variable segments ("things/*") as a regex."""
     return "/".join(_SEGMENT_REGEX.get(s, re.escape(s)) for s in segments.split("/"))
 
 
@@ -56,6 +60,7 @@ def compile_template(template: str) -> _PathTemplate:
     """ "/v1/credentials/{id}:verify" -> a regex with one named group per variable."""
     if not template.startswith("/"):
         raise ValueError(f"http path template must start with '/': {template!r}")
+    written = template
     verb = ""
     last = template.rsplit("/", 1)[-1]
     if ":" in last and "}" not in last.split(":")[-1]:
@@ -66,19 +71,19 @@ def compile_template(template: str) -> _PathTemplate:
     position = 0
     for match in re.finditer(r"\{([^}=]+)(?:=([^}]+))?\}", template):
         literal = template[position : match.start()]
-        pattern.append(_compile_segments(literal) if literal else "")
+        pattern.append(compile_segments(literal) if literal else "")
         literal_weight += literal.count("/") + sum(c.isalnum() for c in literal)
         group = f"v{len(variables)}"
         variables[group] = match.group(1)
-        pattern.append(f"(?P<{group}>{_compile_segments(match.group(2)) if match.group(2) else '[^/]+'})")
+        pattern.append(f"(?P<{group}>{compile_segments(match.group(2)) if match.group(2) else '[^/]+'})")
         position = match.end()
     tail = template[position:]
-    pattern.append(_compile_segments(tail) if tail else "")
+    pattern.append(compile_segments(tail) if tail else "")
     literal_weight += sum(c.isalnum() for c in tail)
     if verb:
         pattern.append(":" + re.escape(verb))
         literal_weight += len(verb)
-    return _PathTemplate(re.compile("^" + "".join(pattern) + "$"), variables, literal_weight)
+    return _PathTemplate(written, re.compile("^" + "".join(pattern) + "$"), variables, literal_weight)
 
 
 def _bindings_of(method: Method, rule: http_pb2.HttpRule) -> Iterable[Binding]:
@@ -185,10 +190,14 @@ def _set_field_path(request: Message, field_path: str, raw: str, *, source: str)
         _set_well_known(target, field, raw, field_path)
         return
     value = _scalar(field, raw, field_path)
-    if field.is_repeated:
-        getattr(target, field.name).append(value)
-    else:
-        setattr(target, field.name, value)
+    try:
+        if field.is_repeated:
+            getattr(target, field.name).append(value)
+        else:
+            setattr(target, field.name, value)
+    except ValueError:
+        # An integer beyond the field's width (int32 page_size=2**40): the caller's mistake.
+        raise invalid_field(field_path, f"{raw!r} is out of range for this field") from None
 
 
 # Well-known types a URL may carry as one string, in their JSON form, as grpc-gateway
