@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: installs into .venv, then lint, types,
+# The whole test suite, as CI runs it: installs into .venv from the lock, then lint, types,
 # API checks (buf lint, breaking changes, stale generated code) and pytest.
 # Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (.ci/run starts them).
 set -euo pipefail
@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# torch first, exactly 2.13.0: the CPU build on disk (a looser requirement pulls CUDA).
-.venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
+# Every dependency from the hash-pinned lock (cmd/lock.sh; pip refuses any file whose SHA-256 is not
+# in it, and any requirement it does not pin), then the project itself: no dependency resolved, and
+# built with the locked setuptools rather than one fetched for an isolated build.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r lock/requirements.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
