@@ -13,8 +13,9 @@ none, every passage it was given, one per (source, page).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,7 +66,7 @@ class Answerer:
 
     async def stream(
         self, caller: Caller, bot_id: str, question: str, session_id: str, channel: int = pb.CHANNEL_TEXT
-    ) -> AsyncIterator[pb.StreamAskResponse]:
+    ) -> AsyncGenerator[pb.StreamAskResponse, None]:
         question = _checked_question(question)
         bot = await self._bots.get(caller.tenant, bot_id)
         if session_id:
@@ -109,9 +110,10 @@ class Answerer:
         )
 
     async def ask(self, caller: Caller, bot_id: str, question: str, session_id: str) -> pb.AskResponse:
-        async for event in self.stream(caller, bot_id, question, session_id):
-            if event.HasField("end"):
-                return event.end
+        async with contextlib.aclosing(self.stream(caller, bot_id, question, session_id)) as events:
+            async for event in events:
+                if event.HasField("end"):
+                    return event.end
         raise AssertionError("an answer stream always ends with its end event")  # pragma: no cover
 
     async def _fallback(

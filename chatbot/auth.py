@@ -1,12 +1,15 @@
-"""Who is calling the chatbot layer: the hub says, from the caller's own hub token.
+"""Who is calling the chatbot layer, and which hub token works for that tenant.
 
-The chatbot layer holds no key and no token of its own: a caller presents its hub token
-(authorization: Bearer ...), every hub call made for it carries that token, and the hub
-decides what it may use. To scope bots and sessions, the layer asks the hub's WhoAmI
-which tenant the token belongs to, and remembers the answer for a few seconds
-(`CACHE_SECONDS`) under the token's SHA-256, never the token itself. A revoked token
-is refused by the hub at once on every model call; only reads and edits of the
-layer's own records may still pass within those seconds.
+Two kinds of hub tokens, never stored by this layer:
+- A caller's own hub token (authorization: Bearer ...) authenticates it: the hub's
+  WhoAmI says its tenant and scopes. Managing bots and sources needs the admin scope;
+  asking and reading sessions, invoke or admin. The answer is remembered for a few
+  seconds (`CACHE_SECONDS`) under the token's SHA-256, never the token itself, so a
+  revoked token stops working here within those seconds.
+- The layer's service tokens, one per tenant it serves (read from a file at start,
+  chatbot.config), make the hub calls: ingestion runs in the background and resumes
+  after a restart, long after any caller's request, and must not keep a caller's token.
+  A caller whose tenant has no service token is refused, naming the tenant.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import grpc
 
 from chatbot.errors import ChatbotError
+from chatbot.hub_types import Identity
 
 CACHE_SECONDS = 5.0
 _MAX_CACHED = 10_000
@@ -28,13 +32,18 @@ class Unauthenticated(ChatbotError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class PermissionDenied(ChatbotError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     tenant: str
-    token: str  # passed on to the hub with each of this caller's calls; never logged
+    scopes: frozenset[str]
 
-    def __repr__(self) -> str:  # the token must not reach a log through a repr
-        return f"Caller(tenant={self.tenant!r})"
+    def require(self, scope: str) -> None:
+        if scope not in self.scopes and "admin" not in self.scopes:
+            raise PermissionDenied(f"this needs a hub token with the {scope} scope")
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -47,24 +56,31 @@ def bearer_token(authorization: str | None) -> str:
 
 
 class CallerResolver:
-    """Token -> Caller, through `whoami` (the hub's WhoAmI with that token), cached."""
+    """authorization header -> Caller, through `whoami` (the hub's WhoAmI for that token)."""
 
     def __init__(
-        self, whoami: Callable[[str], Awaitable[str]], clock: Callable[[], float] = time.monotonic
+        self,
+        whoami: Callable[[str], Awaitable[Identity]],
+        served_tenants: Callable[[], frozenset[str]],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._whoami = whoami
+        self._served = served_tenants
         self._clock = clock
-        self._tenants: dict[str, tuple[str, float]] = {}
+        self._callers: dict[str, tuple[Caller, float]] = {}
 
     async def resolve(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
-        cached = self._tenants.get(key)
+        cached = self._callers.get(key)
         if cached is not None and cached[1] > now:
-            return Caller(tenant=cached[0], token=token)
-        tenant = await self._whoami(token)  # raises for a bad, revoked or expired token
-        if len(self._tenants) >= _MAX_CACHED:
-            self._tenants.clear()
-        self._tenants[key] = (tenant, now + CACHE_SECONDS)
-        return Caller(tenant=tenant, token=token)
+            return cached[0]
+        identity = await self._whoami(token)  # raises Unauthenticated for a bad or revoked token
+        if identity.tenant not in self._served():
+            raise PermissionDenied(f"this chatbot service has no hub token for tenant {identity.tenant!r}")
+        caller = Caller(tenant=identity.tenant, scopes=identity.scopes)
+        if len(self._callers) >= _MAX_CACHED:
+            self._callers.clear()
+        self._callers[key] = (caller, now + CACHE_SECONDS)
+        return caller

@@ -37,6 +37,7 @@ from chatbot.hub_types import (
     ChatEnd,
     Embeddings,
     Flush,
+    Identity,
     InputType,
     Message,
     ModelRef,
@@ -53,7 +54,15 @@ from chatbot.hub_types import (
     UtteranceEnd,
     Voice,
 )
-from integration_hub.v1 import chat_pb2, chat_pb2_grpc, speech_pb2, speech_pb2_grpc
+from integration_hub.v1 import (
+    chat_pb2,
+    chat_pb2_grpc,
+    common_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
+    speech_pb2,
+    speech_pb2_grpc,
+)
 
 # The client and every type its methods take or give: the chatbot imports them from here.
 __all__ = [
@@ -67,6 +76,7 @@ __all__ = [
     "Flush",
     "HubCallError",
     "HubClient",
+    "Identity",
     "InputType",
     "Message",
     "ModelRef",
@@ -122,6 +132,7 @@ class HubClient:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._chat = chat_pb2_grpc.ChatServiceStub(self._channel)
         self._speech = speech_pb2_grpc.SpeechServiceStub(self._channel)
+        self._identity = identity_pb2_grpc.IdentityServiceStub(self._channel)
 
     def __repr__(self) -> str:
         return f"HubClient(target={self.target!r})"  # never the token
@@ -396,6 +407,17 @@ class HubClient:
         request = speech_pb2.ListVoicesRequest(credential=credential, language=language)
         answer = await self._unary("ListVoices", self._speech.ListVoices(request, **self._call(timeout)))
         return [convert.voice(wire) for wire in answer.voices]
+
+    # --- identity ---------------------------------------------------------------------------
+
+    async def whoami(self, token: str | None = None, *, timeout: float | None = None) -> Identity:
+        """The tenant and scopes of this client's token, or of `token` (a caller's) when given."""
+        options = self._call(timeout)
+        if token is not None:
+            options["metadata"] = (("authorization", f"Bearer {token}"),)
+        answer = await self._unary("WhoAmI", self._identity.WhoAmI(identity_pb2.WhoAmIRequest(), **options))
+        scopes = frozenset(common_pb2.Scope.Name(s).removeprefix("SCOPE_").lower() for s in answer.scopes)
+        return Identity(tenant=answer.tenant_id, token_id=answer.token_id, scopes=scopes)
 
     # --- plumbing ----------------------------------------------------------------------------
 

@@ -76,6 +76,15 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Whom a hub token belongs to (IdentityService.WhoAmI): scopes are "admin", "invoke"."""
+
+    tenant: str
+    token_id: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Embeddings:
     vectors: list[list[float]]  # one per text, in the order given
     usage: Usage

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 TEXT_MAX_BYTES = 65535  # Milvus's largest VARCHAR
 TITLE_MAX_BYTES = 1024
+LOCATION_MAX_BYTES = 2048  # a page URL or file path, for citations
 NO_PAGE = -1  # stored for a chunk without a page (Milvus fields are not nullable everywhere)
 
 
@@ -19,6 +20,7 @@ class ChunkVector:
     vector: Sequence[float]
     title: str = ""
     page: int | None = None
+    location: str = ""  # the page URL or file path a citation points to
 
 
 @dataclass(slots=True, frozen=True)
@@ -35,6 +37,7 @@ class Hit:
     position: int
     score: float
     rank_score: float
+    location: str = ""
 
 
 def clip_utf8(value: str, max_bytes: int) -> str:

@@ -11,7 +11,15 @@ import numpy as np
 import numpy.typing as npt
 
 from chatbot.vectors.errors import DimensionMismatchError, VectorStoreError
-from chatbot.vectors.records import NO_PAGE, TEXT_MAX_BYTES, TITLE_MAX_BYTES, ChunkVector, Hit, clip_utf8
+from chatbot.vectors.records import (
+    LOCATION_MAX_BYTES,
+    NO_PAGE,
+    TEXT_MAX_BYTES,
+    TITLE_MAX_BYTES,
+    ChunkVector,
+    Hit,
+    clip_utf8,
+)
 from chatbot.vectors.schema import VECTOR
 
 # A batch stays well under gRPC's default 64 MiB message, whatever the texts weigh.
@@ -69,6 +77,7 @@ def build_rows(
                 "text": chunk.text,
                 # Titles are for display in citations: a long one is shortened, not refused.
                 "title": clip_utf8(chunk.title, TITLE_MAX_BYTES),
+                "location": clip_utf8(chunk.location, LOCATION_MAX_BYTES),
                 "page": NO_PAGE if chunk.page is None else int(chunk.page),
                 "position": chunk.position,
                 "created_at": now_ms,
@@ -108,6 +117,7 @@ def to_hit(raw: Any, tenant: str, bot: str, score: float, rank_score: float) -> 
         position=int(entity["position"]),
         score=score,
         rank_score=rank_score,
+        location=str(entity.get("location", "")),
     )
 
 

@@ -14,13 +14,13 @@ from typing import Any
 from chatbot.vectors.engine import DataType, Function, FunctionType, MilvusClient
 from chatbot.vectors.errors import DimensionMismatchError, SchemaMismatchError
 from chatbot.vectors.expr import BOT_MAX_BYTES, SOURCE_MAX_BYTES, TENANT_MAX_BYTES
-from chatbot.vectors.records import TEXT_MAX_BYTES, TITLE_MAX_BYTES
+from chatbot.vectors.records import LOCATION_MAX_BYTES, TEXT_MAX_BYTES, TITLE_MAX_BYTES
 
 VECTOR = "vector"
 SPARSE = "sparse"
 BM25_FUNCTION = "text_bm25"
 # Returned by every search: what a Hit needs, and nothing of another row.
-OUTPUT_FIELDS = ["chunk_id", "source_id", "text", "title", "page", "position"]
+OUTPUT_FIELDS = ["chunk_id", "source_id", "text", "title", "page", "position", "location"]
 PARTITIONS = 16  # Milvus's default bucket count for a partition key
 # FLAT is exact (no recall lost to a selective bot filter) and, with the bot's bucket
 # searched alone, fast enough at the issue's 100,000 chunks; AUTOINDEX is an option for
@@ -49,6 +49,7 @@ def build_schema(dim: int, full_text: bool) -> Any:
     else:
         schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES)
     schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX_BYTES)
+    schema.add_field("location", DataType.VARCHAR, max_length=LOCATION_MAX_BYTES)
     schema.add_field("page", DataType.INT64)
     schema.add_field("position", DataType.INT64)
     schema.add_field("created_at", DataType.INT64)  # Unix milliseconds
@@ -77,7 +78,16 @@ def build_indexes(client: Any, index_type: str, full_text: bool) -> Any:
 def read_layout(name: str, description: dict[str, Any]) -> Layout:
     """The layout of an existing collection, or SchemaMismatchError if it is not ours."""
     fields = {f["name"]: f for f in description.get("fields", [])}
-    missing = {"chunk_id", "tenant", "bot_id", "source_id", "revision", "text", VECTOR} - fields.keys()
+    missing = {
+        "chunk_id",
+        "tenant",
+        "bot_id",
+        "source_id",
+        "revision",
+        "text",
+        "location",
+        VECTOR,
+    } - fields.keys()
     if missing:
         raise SchemaMismatchError(f"collection {name} lacks fields {sorted(missing)}")
     if not fields["bot_id"].get("is_partition_key"):

@@ -116,14 +116,25 @@ class VectorStore:
 
     async def delete_bot(self, tenant: str, bot: str) -> None:
         """Delete the bot's chunks from every collection (it may have changed model)."""
+        for space in await self._every_space():
+            await space.delete_bot(tenant, bot)
+
+    async def delete_source(self, tenant: str, bot: str, source: str) -> None:
+        """Delete the source's chunks from every collection (the bot may have changed model)."""
+        for space in await self._every_space():
+            await space.delete_source(tenant, bot, source)
+
+    async def _every_space(self) -> list[VectorSpace]:
         names = await self._run("list collections", self._client.list_collections)
+        spaces: list[VectorSpace] = []
         for name in sorted(n for n in names if n.startswith(PREFIX)):
             async with self._spaces_lock:
                 space = self._spaces.get(name)
                 if space is None:
                     space = await self._open_space(name, None)
                     self._spaces[name] = space
-            await space.delete_bot(tenant, bot)
+            spaces.append(space)
+        return spaces
 
     async def close(self) -> None:
         if self._closed:

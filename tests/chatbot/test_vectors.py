@@ -133,6 +133,15 @@ async def test_threshold_drops_results_below_it_and_scores_are_cosine(space: Vec
     assert len(await space.search("t1", "bot", unit(1.0), k=1, threshold=-1.0)) == 1
 
 
+async def test_a_hit_keeps_its_title_page_and_location(space: VectorSpace) -> None:
+    url = "https://docs.example.com/leave?lang=en"
+    await space.upsert_source("t1", "bot", "s", [ChunkVector(0, "25 days", unit(1.0), "Leave", 3, url)])
+    (hit,) = await space.search("t1", "bot", unit(1.0), k=5, threshold=0.5)
+    assert (hit.title, hit.page, hit.location) == ("Leave", 3, url)
+    (hybrid,) = await space.search("t1", "bot", unit(1.0), k=5, threshold=0.5, query_text="days")
+    assert hybrid.location == url
+
+
 async def test_reingest_replaces_the_source_and_is_idempotent(space: VectorSpace) -> None:
     await space.upsert_source("t1", "bot", "doc", chunks([f"old {i}" for i in range(5)]))
     await space.upsert_source("t1", "bot", "other", chunks(["keep me"]))
@@ -187,6 +196,18 @@ async def test_delete_bot_reaches_every_model_collection(store: VectorStore) -> 
     assert await small.count("t1", "bot") == 0
     assert await other.count("t1", "bot") == 0
     assert await other.count("t1", "keep") == 1
+
+
+async def test_delete_source_reaches_every_model_collection(store: VectorStore) -> None:
+    small = await store.space(MODEL, DIM)
+    other = await store.space("another-model", 4)
+    await small.upsert_source("t1", "bot", "gone", chunks(["x"]))
+    await other.upsert_source("t1", "bot", "gone", [ChunkVector(0, "y", [1.0, 0, 0, 0])])
+    await other.upsert_source("t1", "bot", "kept", [ChunkVector(0, "z", [1.0, 0, 0, 0])])
+    await store.delete_source("t1", "bot", "gone")
+    assert await small.count("t1", "bot") == 0
+    assert await other.count("t1", "bot", "gone") == 0
+    assert await other.count("t1", "bot", "kept") == 1
 
 
 async def test_dimension_mismatch_is_a_clear_error_and_writes_nothing(space: VectorSpace) -> None:
