@@ -31,8 +31,8 @@ websocket. Calls are placed with a media_stream action; the bench process is the
     `--skip` frames of a round are left out (a converter's start-up), and TAIL more frames
     follow the measured ones (so that audio a converter holds back comes out).
 (b) `--calls` concurrent calls: placed, a CallMedia stream attached to each (spread over
-    `--connections` gRPC connections), left waiting a few seconds (their polling's CPU is
-    measured), then answered by the fake, which streams 20 ms frames in real time for
+    `--connections` gRPC connections), left waiting a few seconds (what waiting costs the
+    workers is measured), then answered by the fake, which streams 20 ms frames in real time for
     `--seconds` (the calls' phases spread over one frame) while the agents send their own
     20 ms frames in real time at `--load-rate`. The audio is then given `--drain` seconds to
     arrive. Counted each way: frames sent and received; frames in place (each received
@@ -1439,7 +1439,8 @@ def _load_rows(load_: JsonDict, a: argparse.Namespace) -> list[str]:
         + "; ".join(f"{name} {' / '.join(map(str, per.values()))}" for name, per in spread.items())
         + " | — |",
         f"| {calls} CallMedia streams waiting for their calls to be answered | — | hub workers' CPU "
-        f"{waiting} % (each stream polls for the provider end every 20 ms) | — |",
+        f"{waiting} % (each stream waits on a doorbell the provider end rings; its call re-read each 1 s) "
+        "| — |",
     ]
 
 

@@ -37,6 +37,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from callers.base import InvalidRequest
 from callers.types import (
     AudioContainer,
@@ -76,8 +78,8 @@ class TwilioMediaSession:
         if isinstance(message, bytes | bytearray):
             raise InvalidRequest("Twilio Media Streams send JSON text frames; got a binary frame")
         try:
-            data = json.loads(message)
-        except ValueError:
+            data = orjson.loads(message)  # 50 messages a second a call: orjson's 4x matters
+        except ValueError:  # orjson.JSONDecodeError is one
             raise InvalidRequest("a Twilio media stream message is not JSON") from None
         if not isinstance(data, dict):
             raise InvalidRequest("a Twilio media stream message is not a JSON object")
@@ -163,7 +165,9 @@ class TwilioMediaSession:
             "streamSid": self._sid("audio"),
             "media": {"payload": base64.b64encode(frame).decode("ascii")},
         }
-        return OutgoingFrame(json.dumps(message, separators=(",", ":")))
+        # orjson: 50 frames a second a call (the same compact text as json.dumps's for a
+        # stream sid and base64, which are ASCII).
+        return OutgoingFrame(orjson.dumps(message).decode())
 
     def mark(self, name: str) -> OutgoingFrame | None:
         message = {"event": "mark", "streamSid": self._sid("a mark"), "mark": {"name": name}}

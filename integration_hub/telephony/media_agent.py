@@ -2,17 +2,17 @@
 
 The first message is the config (the call, a sample rate); the call must be the
 tenant's, placed with a media_stream action and not ended. The stream then waits for
-the provider's end to connect (the call being answered), polling for its socket, and
-ends with a stop if the call ends first. Once attached, requests (audio, marks, clear)
-go to the provider end and its events (start, audio, DTMF, marks played, stop) come
-back, until either side ends.
+the provider's end to connect (the call being answered): on a doorbell socket the
+provider end rings when it listens (media_link), so a waiting stream costs nothing but
+a re-read of its call's row every STATUS_POLL_SECONDS, and ends with a stop if the call
+ends first. Once attached, requests (audio, marks, clear) go to the provider end and its
+events (start, audio, DTMF, marks played, stop) come back, until either side ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -70,91 +70,107 @@ class CallMediaStreams:
         if connection is None:
             yield pb.CallMediaResponse(stop=pb.MediaStopped(reason="hangup"))
             return
-        reader, writer = connection
-        link.write_frame(writer, Kind.HELLO, orjson.dumps({"sample_rate_hz": config.sample_rate_hz}))
-        pump = asyncio.create_task(self._pump(requests, writer), name=f"media-agent-{row.id}")
+        frames, out = connection
+        out.send(Kind.HELLO, orjson.dumps({"sample_rate_hz": config.sample_rate_hz}))
+        pump = asyncio.create_task(self._pump(requests, out), name=f"media-agent-{row.id}")
         failures: list[BaseException] = []
 
         def pump_done(task: asyncio.Task[None]) -> None:
             # A bad request message ends the RPC with its error: wake the reader to raise it.
             if not task.cancelled() and task.exception() is not None:
                 failures.append(task.exception())  # type: ignore[arg-type]
-                reader.feed_eof()
+                frames.abort()
 
         pump.add_done_callback(pump_done)
         try:
-            async for response in self._responses(reader, failures):
+            async for response in self._responses(frames, failures):
                 yield response
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, link.LinkClosed, ConnectionError):
                 await pump
-            writer.close()
+            out.close()
 
-    async def _attach(
-        self, call_id: str, call: CallContext
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    async def _attach(self, call_id: str, call: CallContext) -> tuple[link.LinkIn, link.LinkOut] | None:
         """The link to the provider's end, once it is there; None when the call ended first."""
-        next_check = time.monotonic() + STATUS_POLL_SECONDS
-        while True:
-            connection = await link.connect(self._media_dir, call_id)
-            if connection is not None:
-                return connection
-            if time.monotonic() >= next_check:
-                row = await self._store.get_call(call.principal.tenant_id, call_id)
-                if row is None or t.CallStatus(row.status).terminal:
-                    return None
-                next_check = time.monotonic() + STATUS_POLL_SECONDS
-            await asyncio.sleep(link.ATTACH_POLL_SECONDS)
+        connection = await link.connect(self._media_dir, call_id)
+        if connection is not None:  # answered already: no doorbell needed
+            return connection
+        # The doorbell first, then a look for the provider end (media_link: one of the two
+        # ends always sees the other).
+        doorbell = await link.Doorbell.open(self._media_dir, call_id)
+        try:
+            while True:
+                connection = await link.connect(self._media_dir, call_id)
+                if connection is not None:
+                    return connection
+                if not await doorbell.wait(STATUS_POLL_SECONDS):
+                    row = await self._store.get_call(call.principal.tenant_id, call_id)
+                    if row is None or t.CallStatus(row.status).terminal:
+                        return None
+        finally:
+            doorbell.close()
 
     @staticmethod
-    async def _pump(requests: AsyncIterator[pb.CallMediaRequest], writer: asyncio.StreamWriter) -> None:
+    async def _pump(requests: AsyncIterator[pb.CallMediaRequest], out: link.LinkOut) -> None:
         async for request in requests:
             which = request.WhichOneof("message")
             if which == "audio":
                 if len(request.audio) % 2:
                     raise invalid_field("audio", "linear16 audio is whole 2-byte samples")
-                link.write_frame(writer, Kind.PLAY, request.audio)
+                out.send(Kind.PLAY, request.audio)
             elif which == "mark":
-                link.write_frame(writer, Kind.PLAY_MARK, request.mark.encode())
+                out.send(Kind.PLAY_MARK, request.mark.encode())
             elif which == "clear":
-                link.write_frame(writer, Kind.CLEAR)
+                out.send(Kind.CLEAR)
             elif which == "config":
                 raise invalid_field("config", "only the first message may be the config")
-            await writer.drain()  # back-pressure from the provider end's bounded queue
+            await out.drain()  # back-pressure from the provider end's bounded queue
 
     @staticmethod
     async def _responses(
-        reader: asyncio.StreamReader, failures: list[BaseException]
+        frames: link.LinkIn, failures: list[BaseException]
     ) -> AsyncIterator[pb.CallMediaResponse]:
+        """The provider end's frames as responses, one each: CallMediaResponse.audio is 20 ms
+        frames, so frames read together in one batch are still answered one by one."""
         while True:
             try:
-                frame = await link.read_frame(reader)
+                batch = await frames.frames()
             except link.LinkClosed:
                 if failures:
                     raise failures[0] from None
                 yield pb.CallMediaResponse(stop=pb.MediaStopped(reason="provider"))
                 return
-            if frame.kind is Kind.AUDIO:
-                yield pb.CallMediaResponse(audio=frame.payload)
-            elif frame.kind is Kind.START:
-                start = orjson.loads(frame.payload)
-                started = pb.MediaStarted(
-                    call_id=start["call_id"],
-                    provider_call_id=start["provider_call_id"],
-                    to=start["to"],
-                    parameters=start["parameters"],
-                )
-                setattr(started, "from", start["from"])
-                yield pb.CallMediaResponse(start=started)
-            elif frame.kind is Kind.DTMF:
-                yield pb.CallMediaResponse(dtmf=frame.payload.decode())
-            elif frame.kind is Kind.MARK:
-                yield pb.CallMediaResponse(mark=frame.payload.decode())
-            elif frame.kind is Kind.STOP:
-                yield pb.CallMediaResponse(stop=pb.MediaStopped(reason=orjson.loads(frame.payload)["reason"]))
-                return
-            elif frame.kind is Kind.REFUSED:
-                raise HubError(
-                    grpc.StatusCode.FAILED_PRECONDITION, "CALL_MEDIA_ATTACHED", frame.payload.decode()
-                )
+            for frame in batch:
+                response = _response(frame)
+                if response is None:
+                    continue
+                yield response
+                if frame.kind is Kind.STOP:
+                    return
+
+
+def _response(frame: link.Frame) -> pb.CallMediaResponse | None:
+    """One link frame as a response (None for a kind the agent is not sent); REFUSED raises."""
+    kind = frame.kind
+    if kind is Kind.AUDIO:
+        return pb.CallMediaResponse(audio=frame.payload)
+    if kind is Kind.START:
+        start = orjson.loads(frame.payload)
+        started = pb.MediaStarted(
+            call_id=start["call_id"],
+            provider_call_id=start["provider_call_id"],
+            to=start["to"],
+            parameters=start["parameters"],
+        )
+        setattr(started, "from", start["from"])
+        return pb.CallMediaResponse(start=started)
+    if kind is Kind.DTMF:
+        return pb.CallMediaResponse(dtmf=frame.payload.decode())
+    if kind is Kind.MARK:
+        return pb.CallMediaResponse(mark=frame.payload.decode())
+    if kind is Kind.STOP:
+        return pb.CallMediaResponse(stop=pb.MediaStopped(reason=orjson.loads(frame.payload)["reason"]))
+    if kind is Kind.REFUSED:
+        raise HubError(grpc.StatusCode.FAILED_PRECONDITION, "CALL_MEDIA_ATTACHED", frame.payload.decode())
+    return None

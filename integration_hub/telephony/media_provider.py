@@ -12,6 +12,12 @@ Audio from the provider before an agent has attached is not kept (a voice agent 
 the call live, not replayed); the start is, and is handed to the agent on attach.
 The agent's queued audio is bounded (MAX_QUEUED_SECONDS): beyond it, the link is not
 read, which pushes back to the agent's gRPC stream.
+
+Per frame, the leg does as little as it can: the converters are callers.audio.live's
+(table lookups, a decimator that needs no look-ahead, soxr on int16 only to go up in
+rate, nothing when the formats match), the link is read in batches and written in
+batches when several frames are ready in one turn of the loop (media_link), and the
+frame counts go to the metrics every FLUSH_FRAMES frames rather than one by one.
 """
 
 from __future__ import annotations
@@ -43,12 +49,19 @@ MAX_CATCH_UP_SECONDS = 0.2
 MAX_AGENT_BACKLOG_SECONDS = 0.2
 # The encoding's silence, to align a fresh resampler's output on whole frames.
 _SILENCE = {t.AudioEncoding.PCM_S16LE: b"\x00", t.AudioEncoding.MULAW: b"\xff", t.AudioEncoding.ALAW: b"\xd5"}
-# Looked up once: a frame costs one increment.
-_FORWARDED = metrics.MEDIA_FRAMES.labels("in", "forwarded")
-_NOT_ATTACHED = metrics.MEDIA_FRAMES.labels("in", "dropped")
-_SENT = metrics.MEDIA_FRAMES.labels("out", "sent")
-_CLEARED = metrics.MEDIA_FRAMES.labels("out", "cleared")
-_BEHIND = metrics.MEDIA_FRAMES.labels("in", "late")
+# A leg's frame counts reach the metrics this often (1 s of a call's frames one way) and
+# when it ends: an update per frame (a lock, and with several workers an mmap write) cost
+# more than the rest of the frame's bookkeeping.
+FLUSH_FRAMES = 50
+# Looked up once; indexed by the _Tally's slots.
+_COUNTERS = (
+    metrics.MEDIA_FRAMES.labels("in", "forwarded"),
+    metrics.MEDIA_FRAMES.labels("in", "dropped"),  # no agent attached
+    metrics.MEDIA_FRAMES.labels("in", "late"),  # the agent too far behind
+    metrics.MEDIA_FRAMES.labels("out", "sent"),
+    metrics.MEDIA_FRAMES.labels("out", "cleared"),
+)
+FORWARDED, NOT_ATTACHED, BEHIND, SENT, CLEARED = range(len(_COUNTERS))
 
 
 def _linear16(rate: int) -> t.AudioFormat:
@@ -65,27 +78,48 @@ class _Mark:
     name: str
 
 
+class _Tally:
+    """A leg's frame counts (FORWARDED ... CLEARED), added to the metrics in batches."""
+
+    __slots__ = ("counts", "since")
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(_COUNTERS)
+        self.since = 0  # frames counted since the last flush
+
+    def add(self, which: int, frames: int = 1) -> None:
+        self.counts[which] += frames
+        self.since += frames
+        if self.since >= FLUSH_FRAMES:
+            self.flush()
+
+    def flush(self) -> None:
+        for index, count in enumerate(self.counts):
+            if count:
+                _COUNTERS[index].inc(count)
+                self.counts[index] = 0
+        self.since = 0
+
+
 class _Agent:
     """One attached agent: its link and its converters."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rate: int) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, frames: link.LinkIn, out: link.LinkOut, rate: int) -> None:
+        self.frames = frames
+        self.out = out
         self.rate = rate
         self.inbound: Any = None  # provider native -> linear16 at rate
         self.outbound: Any = None  # linear16 at rate -> provider native
         self.align = True  # the outbound converter's first output is still to be aligned
         self.padded = 0  # bytes of silence it was given, taken back from its flushed tail
+        self._backlog_limit = MAX_AGENT_BACKLOG_SECONDS * rate * 2
 
     def send(self, kind: Kind, payload: bytes = b"") -> None:
-        if not self.writer.is_closing():
-            link.write_frame(self.writer, kind, payload)
+        self.out.send(kind, payload)
 
     def behind(self) -> bool:
         """More inbound audio waits in the link than a conversation can be late by."""
-        transport = self.writer.transport
-        backlog = transport.get_write_buffer_size() if transport is not None else 0
-        return backlog > MAX_AGENT_BACKLOG_SECONDS * self.rate * 2
+        return self.out.backlog() > self._backlog_limit
 
 
 class ProviderLeg:
@@ -112,24 +146,28 @@ class ProviderLeg:
         self._generation = 0  # bumped by every clear
         # Marks sent to the provider and not yet reported played.
         self._marks_out: deque[str] = deque()
+        self._tally = _Tally()
         self._loop = asyncio.get_running_loop()
 
     # --- running -------------------------------------------------------------------
 
     async def run(self) -> str:
         """Serve until the provider's stream ends; answers why it ended."""
-        server = await link.listen(self._media_dir, self._call_id, self._on_agent)
+        on_agent = self._on_agent  # one bound method: the same one is unregistered at the end
+        server = await link.listen(self._media_dir, self._call_id, on_agent)
         if server is None:
             await self._ws.close(code=1008, message=b"a media stream of this call is already connected")
             return "duplicate"
         pacer = asyncio.create_task(self._pace(), name=f"media-pacer-{self._call_id}")
         reason = "provider"
         try:
+            # Listening now: agents already waiting for this call are let know (media_link).
+            await link.ring_doorbells(self._media_dir, self._call_id)
             reason = await self._read_provider()
         finally:
             pacer.cancel()
             server.close()
-            link.remove(self._media_dir, self._call_id)
+            link.remove(self._media_dir, self._call_id, on_agent)
             agent, self._agent = self._agent, None
             if agent is not None:
                 if agent.inbound is not None:  # the call's last audio, held by the resampler
@@ -137,11 +175,10 @@ class ProviderLeg:
                     if tail:
                         agent.send(Kind.AUDIO, tail)
                 agent.send(Kind.STOP, orjson.dumps({"reason": reason}))
-                with contextlib.suppress(ConnectionError):
-                    await agent.writer.drain()
-                agent.writer.close()
+                await agent.out.finish()
             with contextlib.suppress(asyncio.CancelledError):
                 await pacer
+            self._tally.flush()
             await server.wait_closed()
         return reason
 
@@ -179,12 +216,12 @@ class ProviderLeg:
             if agent is not None and self._converters(agent):
                 pcm = agent.inbound.feed(event.audio)
                 if pcm and agent.behind():
-                    _BEHIND.inc()  # late audio is no use to a live conversation
+                    self._tally.add(BEHIND)  # late audio is no use to a live conversation
                 elif pcm:
                     agent.send(Kind.AUDIO, pcm)
-                    _FORWARDED.inc()
+                    self._tally.add(FORWARDED)
             else:
-                _NOT_ATTACHED.inc()
+                self._tally.add(NOT_ATTACHED)
         elif kind is t.MediaEventKind.DTMF:
             if self._agent is not None:
                 self._agent.send(Kind.DTMF, event.digit.encode())
@@ -204,79 +241,84 @@ class ProviderLeg:
         native = self._session.native_format
         if native is None:
             return False
-        from callers.audio.stream import StreamConverter  # numpy/soxr: the speech extra
+        from callers.audio.live import live_converter  # numpy/soxr: the speech extra
 
-        agent.inbound = StreamConverter(native, _linear16(agent.rate), low_latency=True)
+        agent.inbound = live_converter(native, _linear16(agent.rate))
         agent.outbound = self._outbound_converter(agent)
         return True
 
     def _outbound_converter(self, agent: _Agent) -> Any:
-        from callers.audio.stream import StreamConverter
+        from callers.audio.live import live_converter
 
         native = self._session.native_format
-        assert native is not None
+        if native is None:  # pragma: no cover - made only once the provider's format is known
+            raise RuntimeError("the provider's audio format is not known yet")
         agent.align, agent.padded = True, 0
-        return StreamConverter(_linear16(agent.rate), native, low_latency=True)
+        return live_converter(_linear16(agent.rate), native)
 
     # --- the agent -----------------------------------------------------------------
 
-    async def _on_agent(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_agent(self, frames: link.LinkIn, out: link.LinkOut) -> None:
         try:
-            hello = await link.read_frame(reader)
+            hello, *rest = await frames.frames()
         except link.LinkClosed:
-            writer.close()  # a liveness probe (media_link.listen), or an agent gone at once
+            out.close()  # a liveness probe (media_link.listen), or an agent gone at once
             return
         if self._agent is not None or hello.kind is not Kind.HELLO:
             why = "another CallMedia stream is attached to this call" if self._agent else "expected HELLO"
-            link.write_frame(writer, Kind.REFUSED, why.encode())
-            with contextlib.suppress(ConnectionError):
-                await writer.drain()
-            writer.close()
+            out.send(Kind.REFUSED, why.encode())
+            await out.finish()
             return
-        agent = _Agent(reader, writer, int(orjson.loads(hello.payload)["sample_rate_hz"]))
+        agent = _Agent(frames, out, int(orjson.loads(hello.payload)["sample_rate_hz"]))
         self._agent = agent
         if self._start is not None:
             self._converters(agent)
             agent.send(Kind.START, orjson.dumps(self._start))
         try:
-            await self._read_agent(agent)
+            await self._read_agent(agent, rest)
         except link.LinkClosed:
             pass
         finally:
             if self._agent is agent:
                 self._agent = None
                 self._drop_queue(report=False)
-            writer.close()
+            out.close()
 
-    async def _read_agent(self, agent: _Agent) -> None:
+    async def _read_agent(self, agent: _Agent, frames: list[link.Frame]) -> None:
+        """The agent's frames, a batch at a time (those that came with its HELLO first)."""
         while True:
+            for frame in frames:
+                self._on_agent_frame(agent, frame)
             await self._room.wait()
-            frame = await link.read_frame(agent.reader)
-            if frame.kind is Kind.PLAY:
-                if self._converters(agent):
-                    self._enqueue_audio(
-                        self._aligned(agent, agent.outbound.feed(frame.payload), frame.payload)
-                    )
-            elif frame.kind is Kind.PLAY_MARK:
-                # The utterance before the mark plays whole: the converter's held tail too.
-                if agent.outbound is not None:
-                    tail = agent.outbound.flush()
-                    # The tail is what the first output was short of: the padding's worth of
-                    # it is dropped, so an utterance plays exactly as long as it was sent.
-                    self._enqueue_audio(tail[: max(0, len(tail) - agent.padded)])
-                    agent.outbound = self._outbound_converter(agent)
-                self._flush_pending()
-                self._queue.append(_Mark(frame.payload.decode()))
-                self._wake.set()
-            elif frame.kind is Kind.CLEAR:
-                if agent.outbound is not None:  # what it holds is the dropped utterance's
-                    agent.outbound = self._outbound_converter(agent)
-                self._clear()
+            frames = await agent.frames.frames()
+
+    def _on_agent_frame(self, agent: _Agent, frame: link.Frame) -> None:
+        if frame.kind is Kind.PLAY:
+            if self._converters(agent):
+                self._enqueue_audio(self._aligned(agent, agent.outbound.feed(frame.payload), frame.payload))
+        elif frame.kind is Kind.PLAY_MARK:
+            # The utterance before the mark plays whole: the converter's held tail too.
+            if agent.outbound is not None:
+                tail = agent.outbound.flush()
+                # The tail is what the first output was short of: the padding's worth of
+                # it is dropped, so an utterance plays exactly as long as it was sent.
+                self._enqueue_audio(tail[: max(0, len(tail) - agent.padded)])
+                agent.outbound = self._outbound_converter(agent)
+            self._flush_pending()
+            self._queue.append(_Mark(frame.payload.decode()))
+            self._wake.set()
+        elif frame.kind is Kind.CLEAR:
+            if agent.outbound is not None:  # what it holds is the dropped utterance's
+                agent.outbound = self._outbound_converter(agent)
+            self._clear()
 
     def _aligned(self, agent: _Agent, native: bytes, source: bytes) -> bytes:
         """A fresh resampler's first output is a sample or so short of its input's length:
         left so, every frame after it would wait for the next chunk (a frame time late).
-        Silence in front makes up the shortfall, once per converter."""
+        Silence in front makes up the shortfall, once per converter. Only soxr (going up
+        in rate, or by no whole factor) holds samples back: it costs that stream a sample's
+        shift. Going down by a whole factor, callers.audio.live's decimator holds nothing
+        back and this finds nothing to make up (the usual agent at 16 kHz to 8 kHz calls)."""
         if not agent.align or not native:
             return native
         agent.align = False
@@ -293,6 +335,9 @@ class ProviderLeg:
 
     def _enqueue_audio(self, native: bytes) -> None:
         size = self._session.frame_bytes
+        if not self._pending and len(native) == size:  # the usual 20 ms in, 20 ms out
+            self._push(native)
+            return
         self._pending += native
         while len(self._pending) >= size:
             self._push(bytes(self._pending[:size]))
@@ -323,11 +368,14 @@ class ProviderLeg:
     def _drop_queue(self, *, report: bool) -> None:
         self._generation += 1
         self._pending.clear()
+        cleared = 0
         for item in self._queue:
             if isinstance(item, bytes):
-                _CLEARED.inc()
+                cleared += 1
             elif report:
                 self._report_mark(item.name)
+        if cleared:
+            self._tally.add(CLEARED, cleared)
         self._queue.clear()
         self._queued_bytes = 0
         self._room.set()
@@ -381,7 +429,7 @@ class ProviderLeg:
             if self._room_again(native):
                 self._room.set()
             await self._send(self._session.audio_frame(item).data)
-            _SENT.inc()
+            self._tally.add(SENT)
             next_at += frame_seconds
 
     def _room_again(self, native: t.AudioFormat | None) -> bool:
