@@ -16,6 +16,7 @@ from typing import Any
 from callers import pools as callers_pools
 from callers.errors import CallerError
 from integration_hub import metrics, tracing
+from integration_hub.admin_api import AdminApi
 from integration_hub.audit import AuditLog
 from integration_hub.auth import Authenticator
 from integration_hub.cache import RowCache
@@ -42,7 +43,15 @@ from integration_hub.telephony.reconcile import CallReconciler
 from integration_hub.telephony.urls import CallUrls
 from integration_hub.telephony.webhooks import TelephonyWebhooks
 from integration_hub.usage import UsageApi, UsageRecorder
-from integration_hub.v1 import chat_pb2, credentials_pb2, identity_pb2, speech_pb2, telephony_pb2, usage_pb2
+from integration_hub.v1 import (
+    admin_pb2,
+    chat_pb2,
+    credentials_pb2,
+    identity_pb2,
+    speech_pb2,
+    telephony_pb2,
+    usage_pb2,
+)
 from integration_hub.vault import KeyringError, KeyringSource
 from integration_hub.vault.service import Vault
 
@@ -184,6 +193,10 @@ class Hub:
                 (speech_pb2.DESCRIPTOR.services_by_name["SpeechService"], SpeechApi(speech)),
                 (usage_pb2.DESCRIPTOR.services_by_name["UsageService"], UsageApi(store)),
                 (identity_pb2.DESCRIPTOR.services_by_name["IdentityService"], IdentityApi()),
+                (
+                    admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+                    AdminApi(store, token_cache, settings, audit),
+                ),
                 (
                     telephony_pb2.DESCRIPTOR.services_by_name["TelephonyService"],
                     telephony_api,

@@ -27,6 +27,8 @@ from integration_hub.llm_convert import (
     rerank_response_to_proto,
 )
 from integration_hub.policy import Target
+from integration_hub.policy.budget import Amounts
+from integration_hub.policy.budget_spend import Spend, estimate_tokens
 from integration_hub.provider_calls import DEFAULT_TIMEOUT, MAX_TIMEOUT, ProviderCalls, Timing, timeout_from
 from integration_hub.rpc import CallContext
 from integration_hub.v1 import chat_pb2 as pb
@@ -48,6 +50,7 @@ class LlmService(ProviderCalls):
         self, call: CallContext, credential_ref: str, request: t.ChatRequest, timeout: float
     ) -> tuple[t.ChatResponse, str, Timing]:
         timing, record = Timing(started=call.started), self._start(call, "chat", request.model)
+        spend = self._chat_spend(call, request)
         error: BaseException | None = None
         try:
 
@@ -57,7 +60,15 @@ class LlmService(ProviderCalls):
                 return await caller.chat(secret, options, _with_model(request, model), timeout=budget)
 
             response, target = await self._unary(
-                call, credential_ref, request.model, Capability.CHAT, record, timing, timeout, invoke
+                call,
+                credential_ref,
+                request.model,
+                Capability.CHAT,
+                record,
+                timing,
+                timeout,
+                invoke,
+                spend=spend,
             )
             timing.finished = time.monotonic()
             await self._account(call, record, target, response.usage)
@@ -67,11 +78,21 @@ class LlmService(ProviderCalls):
             raise
         finally:
             self._finish(record, timing, error)
+            await self._settle(spend, record)
+
+    def _chat_spend(self, call: CallContext, request: t.ChatRequest) -> Spend:
+        bound = request.sampling.max_output_tokens
+
+        def estimate() -> Amounts:
+            return Amounts(input_tokens=_input_estimate(request), output_tokens=bound or 0)
+
+        return self._spend(call, estimate, output_bounded=bound is not None)
 
     async def stream_chat(
         self, call: CallContext, credential_ref: str, request: t.ChatRequest, timeout: float, timing: Timing
     ) -> tuple[str, AsyncIterator[t.ChatEvent]]:
         record = self._start(call, "stream_chat", request.model)
+        spend = self._chat_spend(call, request)
         # The provider's share starts when the last attempt's caller is called: not the
         # planning, credential lookup and decrypt before it (0 if no attempt got that far).
         upstream_start: float | None = None
@@ -93,7 +114,9 @@ class LlmService(ProviderCalls):
                 )
                 return stream
 
-            stream, target = await self._engine.run_stream(call.principal.tenant_id, plan, timeout, attempt)
+            stream, target = await self._engine.run_stream(
+                call.principal.tenant_id, plan, timeout, attempt, spend
+            )
             timing.first_token = time.monotonic()
         except BaseException as exc:
             timing.upstream = upstream_so_far()
@@ -119,7 +142,9 @@ class LlmService(ProviderCalls):
                 # stays open, and billed, until garbage collection.
                 await _aclose(stream)
                 timing.upstream = upstream_so_far()
+                # Counted when it ends: with the usage of its end event, none if cut before it.
                 self._finish(record, timing, error)
+                await self._settle(spend, record)
 
         return record.provider, events()
 
@@ -127,6 +152,7 @@ class LlmService(ProviderCalls):
         self, call: CallContext, credential_ref: str, request: t.EmbedRequest, timeout: float
     ) -> tuple[t.EmbedResponse, Timing]:
         timing, record = Timing(started=call.started), self._start(call, "embed", request.model)
+        spend = self._spend(call, lambda: _texts_estimate(request.inputs))
         error: BaseException | None = None
         try:
 
@@ -140,7 +166,15 @@ class LlmService(ProviderCalls):
                 return response
 
             response, target = await self._unary(
-                call, credential_ref, request.model, Capability.EMBED, record, timing, timeout, invoke
+                call,
+                credential_ref,
+                request.model,
+                Capability.EMBED,
+                record,
+                timing,
+                timeout,
+                invoke,
+                spend=spend,
             )
             timing.finished = time.monotonic()
             await self._account(call, record, target, response.usage)
@@ -150,11 +184,13 @@ class LlmService(ProviderCalls):
             raise
         finally:
             self._finish(record, timing, error)
+            await self._settle(spend, record)
 
     async def rerank(
         self, call: CallContext, credential_ref: str, request: t.RerankRequest, timeout: float
     ) -> tuple[t.RerankResponse, Timing]:
         timing, record = Timing(started=call.started), self._start(call, "rerank", request.model)
+        spend = self._spend(call, lambda: _texts_estimate([request.query, *request.documents]))
         error: BaseException | None = None
         try:
 
@@ -164,7 +200,15 @@ class LlmService(ProviderCalls):
                 return await caller.rerank(secret, options, _with_model(request, model), timeout=budget)
 
             response, target = await self._unary(
-                call, credential_ref, request.model, Capability.RERANK, record, timing, timeout, invoke
+                call,
+                credential_ref,
+                request.model,
+                Capability.RERANK,
+                record,
+                timing,
+                timeout,
+                invoke,
+                spend=spend,
             )
             timing.finished = time.monotonic()
             await self._account(call, record, target, response.usage)
@@ -174,6 +218,40 @@ class LlmService(ProviderCalls):
             raise
         finally:
             self._finish(record, timing, error)
+            await self._settle(spend, record)
+
+
+# What an image counts for in the input estimate, in characters (about 800 tokens: more
+# than a low-detail image, less than the largest high-detail ones).
+_IMAGE_CHARACTERS = 3200
+
+
+def _texts_estimate(texts: list[str]) -> Amounts:
+    """An embedding's or a rerank's input estimate (see policy/budget_spend.py)."""
+    return Amounts(input_tokens=estimate_tokens(sum(len(text) for text in texts), len(texts)))
+
+
+def _input_estimate(request: t.ChatRequest) -> int:
+    """Input tokens a chat may use, estimated from its text (see policy/budget_spend.py)."""
+    characters = 0
+    for message in request.messages:
+        if isinstance(message, t.SystemMessage):
+            characters += len(message.text)
+        elif isinstance(message, t.UserMessage):
+            characters += sum(
+                len(part.text) if isinstance(part, t.TextPart) else _IMAGE_CHARACTERS
+                for part in message.parts
+            )
+        elif isinstance(message, t.AssistantMessage):
+            characters += len(message.text or "") + sum(
+                len(tool_call.name) + len(tool_call.arguments) for tool_call in message.tool_calls
+            )
+        else:
+            characters += len(message.content)
+    characters += sum(
+        len(tool.name) + len(tool.description) + len(str(tool.parameters)) for tool in request.tools
+    )
+    return estimate_tokens(characters, len(request.messages))
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -37,6 +37,7 @@ from integration_hub import tracing
 from integration_hub.call_record import CallRecord
 from integration_hub.errors import HubError
 from integration_hub.policy.breaker import BreakerState
+from integration_hub.policy.budget_ledger import Counter as BudgetCounter
 from integration_hub.policy.config import Target
 from integration_hub.vault.redaction import redact
 
@@ -110,6 +111,22 @@ BREAKER_STATE = Gauge(
 )
 RATE_LIMIT_REJECTIONS = Counter(
     "hub_rate_limit_rejections", "Requests refused by the hub's own limits.", ["scope", "kind"]
+)
+BUDGET_REJECTIONS = Counter(
+    "hub_budget_rejections",
+    "Calls refused because a budget had no room, by scope, period and unit.",
+    ["scope", "period", "unit"],
+)
+BUDGET_WARNINGS = Counter(
+    "hub_budget_warnings",
+    "Budgets whose spend crossed their warn_at threshold (once per budget per period).",
+    ["scope", "budget", "period", "unit"],
+)
+BUDGET_USED = Gauge(
+    "hub_budget_used_ratio",
+    "Spent / limit of a budget in its current period, as last settled on this worker.",
+    ["scope", "budget", "period", "unit"],
+    multiprocess_mode="livemax",
 )
 USAGE_RECORDS_WRITTEN = Counter("hub_usage_records_written", "Usage records written to the store.")
 USAGE_RECORDS_DROPPED = Counter(
@@ -359,6 +376,25 @@ class PolicyMetrics:
 
     def rate_limited(self, scope: str, kind: str) -> None:
         rate_limited(scope, kind)  # type: ignore[arg-type]
+
+    def budget_refused(self, counter: BudgetCounter) -> None:
+        BUDGET_REJECTIONS.labels(counter.scope, counter.period, counter.unit).inc()
+
+    def budget_warned(self, counter: BudgetCounter) -> None:
+        BUDGET_WARNINGS.labels(*_budget_labels(counter)).inc()
+
+    def budget_used(self, counter: BudgetCounter, spent: int) -> None:
+        BUDGET_USED.labels(*_budget_labels(counter)).set(spent / counter.limit)
+
+
+# Budget owners are names from the policy file (tenant ids, credential names, token ids),
+# bounded like every configured label.
+_budget_owners = BoundedValues(500)
+
+
+def _budget_labels(counter: BudgetCounter) -> tuple[str, str, str, str]:
+    owner = counter.owner if counter.scope == "tenant" else f"{counter.tenant_id}/{counter.owner}"
+    return counter.scope, _budget_owners(redact(owner)), counter.period, counter.unit
 
 
 def _target_label(target: Target) -> str:

@@ -23,6 +23,8 @@ from integration_hub.credentials import CredentialService
 from integration_hub.dispatch import to_hub_error
 from integration_hub.errors import HubError, invalid_field
 from integration_hub.policy import Plan, PolicyEngine, Target, TargetUnusable
+from integration_hub.policy.budget import Amounts
+from integration_hub.policy.budget_spend import Spend
 from integration_hub.rpc import CallContext
 from integration_hub.store.base import CredentialRow
 from integration_hub.v1 import chat_pb2 as pb
@@ -142,6 +144,28 @@ class ProviderCalls:
             started_at=datetime.now(UTC),
         )
 
+    def _spend(
+        self, call: CallContext, estimate: Callable[[], Amounts], *, output_bounded: bool = True
+    ) -> Spend:
+        """The call's spend against its budgets (policy/budget_spend.py): reserved by the engine,
+        settled by `_settle` when the call ends."""
+        return Spend(call.principal.token_id, estimate, output_bounded)
+
+    async def _settle(self, spend: Spend, record: CallRecord) -> None:
+        """Settle the call's budgets with what its record says it used (nothing if it failed).
+        Called after `_finish`: a settlement cut short by a second cancellation must not
+        also lose the call's record."""
+        await self._engine.settle(
+            spend,
+            Amounts(
+                record.input_tokens,
+                record.output_tokens,
+                record.cached_tokens,
+                record.audio_seconds,
+                record.characters,
+            ),
+        )
+
     def _finish(self, record: CallRecord, timing: Timing, error: BaseException | None) -> None:
         timing.finished = timing.finished or time.monotonic()
         record.latency_seconds = timing.finished - timing.started
@@ -165,6 +189,7 @@ class ProviderCalls:
         *,
         model_required: bool = True,
         idempotent: bool = True,
+        spend: Spend | None = None,
     ) -> tuple[T, Target]:
         plan, resolved = await self._plan(call, credential_ref, model, record, model_required=model_required)
 
@@ -176,4 +201,6 @@ class ProviderCalls:
             finally:
                 timing.upstream += time.monotonic() - upstream_start
 
-        return await self._engine.run(call.principal.tenant_id, plan, timeout, attempt, idempotent=idempotent)
+        return await self._engine.run(
+            call.principal.tenant_id, plan, timeout, attempt, idempotent=idempotent, spend=spend
+        )

@@ -29,6 +29,7 @@ from integration_hub.credentials import CredentialService
 from integration_hub.dispatch import from_caller_error
 from integration_hub.errors import HubError, invalid_field
 from integration_hub.policy import PolicyEngine, Target
+from integration_hub.policy.budget import NOTHING, Amounts
 from integration_hub.policy.retry import is_retryable
 from integration_hub.provider_calls import ProviderCalls, Timing
 from integration_hub.rpc import CallContext
@@ -151,6 +152,8 @@ class SpeechService(ProviderCalls):
             # The file's own header is authoritative: callers get what it really is.
             request.audio_format, seconds = info.audio_format, info.duration
         timing, record = Timing(started=call.started), self._start(call, "transcribe", request.model or "")
+        probed = seconds or 0.0
+        spend = self._spend(call, lambda: Amounts(audio_seconds=probed))
         error: BaseException | None = None
         try:
 
@@ -170,6 +173,7 @@ class SpeechService(ProviderCalls):
                 timeout,
                 invoke,
                 model_required=False,
+                spend=spend,
             )
             timing.finished = time.monotonic()
             if seconds is None:
@@ -181,6 +185,7 @@ class SpeechService(ProviderCalls):
             raise
         finally:
             self._finish(record, timing, error)
+            await self._settle(spend, record)
 
     async def synthesize(
         self, call: CallContext, credential_ref: str, request: t.SynthesizeRequest, timeout: float
@@ -188,6 +193,7 @@ class SpeechService(ProviderCalls):
         check_output(request.output_format, stream=False)
         check_text(request.text)
         timing, record = Timing(started=call.started), self._start(call, "synthesize", request.model or "")
+        spend = self._spend(call, lambda: Amounts(characters=len(request.text)))
         error: BaseException | None = None
         try:
 
@@ -207,6 +213,7 @@ class SpeechService(ProviderCalls):
                 timeout,
                 invoke,
                 model_required=False,
+                spend=spend,
             )
             timing.finished = time.monotonic()
             record.characters = len(request.text)
@@ -225,6 +232,7 @@ class SpeechService(ProviderCalls):
             raise
         finally:
             self._finish(record, timing, error)
+            await self._settle(spend, record)
 
     async def _stream(
         self,
@@ -240,6 +248,9 @@ class SpeechService(ProviderCalls):
     ) -> tuple[str, AsyncIterator[Any]]:
         """A provider stream on the shared path, recorded when it ends however it ends."""
         record = self._start(call, operation, model)
+        # A live stream's size is unknown up front: nothing is reserved, it is refused only
+        # when a budget is already full, and settled with what it carried when it ends.
+        spend = self._spend(call, lambda: NOTHING)
         upstream_start: float | None = None
 
         def upstream_so_far() -> float:
@@ -254,7 +265,7 @@ class SpeechService(ProviderCalls):
                 upstream_start = time.monotonic()
                 return open_stream(caller, options, secret, target.model, budget)
 
-            stream, _ = await self._engine.run_stream(call.principal.tenant_id, plan, timeout, attempt)
+            stream, _ = await self._engine.run_stream(call.principal.tenant_id, plan, timeout, attempt, spend)
             timing.first_token = time.monotonic()
         except BaseException as exc:
             timing.upstream = upstream_so_far()
@@ -278,6 +289,7 @@ class SpeechService(ProviderCalls):
                 timing.upstream = upstream_so_far()
                 account(record)
                 self._finish(record, timing, error)
+                await self._settle(spend, record)
 
         return record.provider, events()
 

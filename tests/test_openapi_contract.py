@@ -50,6 +50,7 @@ from schemathesis.specs.openapi.checks import (
 from callers import audio as hub_audio
 from callers import pools
 from callers.types import AudioContainer, AudioEncoding, AudioFormat, CallStatus
+from integration_hub.auth import mint_token
 from integration_hub.http.openapi import committed_document
 from integration_hub.v1 import credentials_pb2 as cpb
 from tests.fakes.openai_audio import OpenAIAudio, tone
@@ -182,6 +183,11 @@ class LiveHub:
             SEEDED.update(
                 await self._seed_telephony(hut.http, hut.http_base, hut.headers(self.admin_token), vonage)
             )
+            # A token for RevokeToken to revoke (revoking it again answers it unchanged).
+            revocable, _ = await mint_token(
+                hut.hub.store, tenant_id="acme", scopes=["invoke"], name="revocable"
+            )
+            SEEDED.update(token_id=[revocable.id])
             self._ready.set()
             await self._stop.wait()
         await pools.close_all()
@@ -263,6 +269,7 @@ VALID: dict[str, list[Any]] = {
     "query": ["pets"],
     "after_sequence": [1],
     "update_mask": ["options", "name"],
+    "scopes": [["SCOPE_INVOKE"]],
 }
 
 

@@ -22,7 +22,7 @@ import grpc
 import orjson
 from aiohttp import web
 
-from integration_hub import metrics
+from integration_hub import console, metrics
 from integration_hub.dispatch import Dispatcher, new_request_id, to_hub_error
 from integration_hub.errors import ERROR_DOMAIN, HubError
 from integration_hub.http import openai_wire
@@ -351,4 +351,5 @@ def build_http_app(
 
     app.router.add_route("*", "/v1/{tail:.*}", transcoded)
     app.add_routes(extra_routes)
+    app.add_routes(console.routes())  # the admin console's static pages (integration_hub/console/)
     return app

@@ -11,6 +11,7 @@
     breaker_cooldown = 30.0         # seconds open before one trial call (half-open)
     max_in_flight = 512             # per credential per worker; beyond it, callers wait ...
     max_queued = 512                # ... up to this many (0: none), then RESOURCE_EXHAUSTED
+    reserve_output_tokens = 1024    # budgets: output tokens reserved for a chat that sets no max
 
     [tenants.acme]                  # limits for a tenant, shared by all replicas (Redis)
     requests_per_minute = 6000
@@ -25,6 +26,10 @@
                {credential = "azure-westeurope", model = "gpt-4o"},
                {credential = "claude", model = "claude-sonnet-4-5"}]
     max_attempts = 2                # route-level overrides of [defaults]
+
+    [tenants.acme.budget]           # spend caps, per UTC day / month: see policy/budget.py
+    tokens_per_day = 2000000        # (also [tenants.acme.credentials.X.budget], .prices."model"
+    money_per_month = 500.0         #  and [tenants.acme.tokens.<token id>.budget])
 
 Why a file: routes and limits are reviewed, versioned operator decisions, like the
 keyring; a file changes through the same deployment process and is read again
@@ -41,6 +46,16 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from integration_hub.policy.budget import (
+    BudgetConfig,
+    BudgetConfigError,
+    Price,
+    TenantBudgets,
+    parse_budget,
+    parse_prices,
+    parse_tokens,
+)
 
 log = logging.getLogger("integration_hub.policy")
 
@@ -61,6 +76,7 @@ class Policy:
     breaker_cooldown: float = 30.0
     max_in_flight: int = 512
     max_queued: int = 512
+    reserve_output_tokens: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +104,13 @@ class TenantConfig:
     credential_limits: dict[str, Limits] = field(default_factory=dict)
     credential_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
+    budgets: TenantBudgets = field(default_factory=TenantBudgets)
 
 
 _POLICY_KEYS = {f.name: f.type for f in dataclasses.fields(Policy)}
 _LIMIT_KEYS = {"requests_per_minute", "tokens_per_minute"}
+# Keys of a credential's table that are neither limits nor policy settings.
+_CREDENTIAL_SPEND_KEYS = {"budget", "prices"}
 # max_queued = 0 is a real choice: never wait for a slot, refuse at once when all are busy.
 _ZERO_ALLOWED = {"max_queued"}
 
@@ -163,22 +182,40 @@ def _route(name: str, values: dict[str, Any], where: str) -> Route:
 def _tenant(name: str, values: Any) -> TenantConfig:
     where = f"tenants.{name}"
     values = _table(values, where)
-    unknown = values.keys() - _LIMIT_KEYS - {"credentials", "routes"}
+    unknown = values.keys() - _LIMIT_KEYS - {"credentials", "routes", "budget", "tokens"}
     if unknown:
         raise PolicyError(f"{where}: unknown keys {sorted(unknown)}")
     credential_limits, credential_overrides = {}, {}
+    credential_budgets: dict[str, BudgetConfig] = {}
+    prices: dict[str, dict[str, Price]] = {}
     for credential, settings in _table(values.get("credentials"), f"{where}.credentials").items():
         at = f"{where}.credentials.{credential}"
         settings = _table(settings, at)
         credential_limits[credential] = _limits(settings, at)
         credential_overrides[credential] = _check_policy_values(
-            {k: v for k, v in settings.items() if k not in _LIMIT_KEYS}, at
+            {k: v for k, v in settings.items() if k not in _LIMIT_KEYS | _CREDENTIAL_SPEND_KEYS}, at
         )
+        try:
+            if "budget" in settings:
+                credential_budgets[credential] = parse_budget(settings["budget"], f"{at}.budget")
+            if "prices" in settings:
+                prices[credential] = parse_prices(settings["prices"], f"{at}.prices")
+        except BudgetConfigError as exc:
+            raise PolicyError(str(exc)) from None
     routes = {
         route: _route(route, _table(settings, f"{where}.routes.{route}"), f"{where}.routes.{route}")
         for route, settings in _table(values.get("routes"), f"{where}.routes").items()
     }
-    return TenantConfig(_limits(values, where), credential_limits, credential_overrides, routes)
+    try:
+        budgets = TenantBudgets(
+            parse_budget(values["budget"], f"{where}.budget") if "budget" in values else None,
+            credential_budgets,
+            parse_tokens(values["tokens"], f"{where}.tokens") if "tokens" in values else {},
+            prices,
+        )
+    except BudgetConfigError as exc:
+        raise PolicyError(str(exc)) from None
+    return TenantConfig(_limits(values, where), credential_limits, credential_overrides, routes, budgets)
 
 
 @dataclass(frozen=True, slots=True)

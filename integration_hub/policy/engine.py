@@ -24,6 +24,14 @@ never repeated after a timeout, on its target or another: the provider may have 
 it out and only its answer was lost. The attempt itself decides which of its other
 failures say the provider did not take the request (it raises only those as retryable);
 the engine's own backstop timeout, which the attempt cannot see, is raised as it is.
+
+Budgets (policy/budget*.py): a call given a Spend reserves its maximum cost on every
+budget it falls under (tenant, the target's credential, the token) when a target is
+tried, after that target's rate limits and before its first attempt; a full credential
+budget passes the route on to its next target, a full tenant or token budget fails the
+call (BUDGET_EXCEEDED), with no provider called either way. A target that fails gives its
+reservation back; the one that answers leaves it in the Spend, for the caller to settle
+with the actual use when the call (or stream) ends: `settle`.
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ from callers.base import CallerError, MissingExtra, NotSupported, ProviderTimeou
 from callers.timeouts import connect_timeout_of
 from integration_hub.errors import HubError
 from integration_hub.policy.breaker import Breakers, BreakerState
+from integration_hub.policy.budget import Amounts
+from integration_hub.policy.budget_ledger import BudgetLedger, Reservation
+from integration_hub.policy.budget_spend import BudgetEvents, Budgets, Spend
 from integration_hub.policy.bulkhead import Bulkheads, Overloaded, Release
 from integration_hub.policy.config import Policy, PolicySource, Route, Target
 from integration_hub.policy.ratelimit import RateLimiter
@@ -90,13 +101,21 @@ def _circuit_open(target: Target, route: Route | None) -> HubError:
 
 class PolicyEngine:
     def __init__(
-        self, source: PolicySource, limiter: RateLimiter, events: PolicyEvents | None = None
+        self,
+        source: PolicySource,
+        limiter: RateLimiter,
+        events: PolicyEvents | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self._source = source
         self._limiter = limiter
         self._events = events
         self.breakers = Breakers(on_change=self._breaker_changed)
         self.bulkheads = Bulkheads()
+        # Budgets share the rate limiter's Redis (or, without it, live in this process).
+        self.budgets = budgets or Budgets(
+            BudgetLedger(limiter.client), events if isinstance(events, BudgetEvents) else None
+        )
 
     def _breaker_changed(self, credential: str, model: str, state: BreakerState) -> None:
         if self._events is not None:
@@ -166,15 +185,57 @@ class PolicyEngine:
                 limits.tokens_per_minute,
             )
 
+    # --- budgets -----------------------------------------------------------------------
+
+    async def _reserve(
+        self, tenant_id: str, target: Target, policy: Policy, deadline: float, spend: Spend | None
+    ) -> Reservation | None:
+        if spend is None:
+            return None
+        budgets = self._source.current().tenant(tenant_id).budgets
+        if not budgets.any:
+            return None
+        try:
+            return await self.budgets.reserve(
+                budgets,
+                tenant_id,
+                target.credential,
+                target.model,
+                spend,
+                policy.reserve_output_tokens,
+                max(0.0, deadline - time.monotonic()),
+            )
+        except HubError as refused:
+            if refused.reason == "BUDGET_EXCEEDED" and refused.metadata.get("scope") == "credential":
+                raise _TryNextTarget(refused) from None  # another target of a route may have room
+            raise
+
+    async def settle(self, spend: Spend | None, actual: Amounts) -> None:
+        """Replace the call's reservation (if any) by what it actually used; once."""
+        if spend is None or spend.reservation is None:
+            return
+        reservation, spend.reservation = spend.reservation, None
+        # Shielded: a call cancelled while settling still settles (else its room is held
+        # until the reservation expires).
+        await asyncio.shield(self.budgets.settle(reservation, actual, spend.price))
+
     # --- running -------------------------------------------------------------------------
 
     async def run(
-        self, tenant_id: str, plan: Plan, budget: float, attempt: Attempt[T], *, idempotent: bool = True
+        self,
+        tenant_id: str,
+        plan: Plan,
+        budget: float,
+        attempt: Attempt[T],
+        *,
+        idempotent: bool = True,
+        spend: Spend | None = None,
     ) -> tuple[T, Target]:
         """Run `attempt` along the plan's targets within `budget` seconds; return its result and
-        target. With idempotent=False a timeout is final (see the module docstring)."""
+        target. With idempotent=False a timeout is final (see the module docstring). With a
+        `spend`, the answering target's budget reservation is left in it: `settle` it."""
         result, target, _, _ = await self._run(
-            tenant_id, plan, budget, attempt, hold_slot=False, idempotent=idempotent
+            tenant_id, plan, budget, attempt, hold_slot=False, idempotent=idempotent, spend=spend
         )
         return result, target
 
@@ -187,6 +248,7 @@ class PolicyEngine:
         *,
         hold_slot: bool,
         idempotent: bool = True,
+        spend: Spend | None = None,
     ) -> tuple[T, Target, Release, bool]:
         """The result, the target that gave it, its slot's release and whether it was the
         target's half-open trial."""
@@ -200,7 +262,7 @@ class PolicyEngine:
                 self._events.fell_back(plan.route.name, plan.targets[index - 1], target)
             try:
                 result, release, trial = await self._run_target(
-                    tenant_id, target, policy, deadline, attempt, hold_slot, idempotent
+                    tenant_id, target, policy, deadline, attempt, hold_slot, idempotent, spend
                 )
                 return result, target, release, trial
             except _TryNextTarget as skip:
@@ -216,6 +278,7 @@ class PolicyEngine:
         attempt: Attempt[T],
         hold_slot: bool,
         idempotent: bool = True,
+        spend: Spend | None = None,
     ) -> tuple[T, Release, bool]:
         key = f"{tenant_id}/{target.credential}"
         if not self.breakers.allow(key, target.model, policy.breaker_cooldown):
@@ -227,9 +290,17 @@ class PolicyEngine:
                 await self._check_credential(tenant_id, target)
             except HubError as limited:
                 raise _TryNextTarget(limited) from None
-            result, release = await self._attempts(
-                key, target, policy, deadline, attempt, hold_slot, idempotent
-            )
+            reservation = await self._reserve(tenant_id, target, policy, deadline, spend)
+            try:
+                result, release = await self._attempts(
+                    key, target, policy, deadline, attempt, hold_slot, idempotent
+                )
+            except BaseException:
+                if reservation is not None:  # nothing was used on this target
+                    await asyncio.shield(self.budgets.release(reservation))
+                raise
+            if spend is not None:
+                spend.reservation = reservation
             return result, release, trial
         except BaseException:
             # A verdict (succeeded / failed) has already ended the trial. Anything else (a
@@ -331,9 +402,15 @@ class PolicyEngine:
         return delay if time.monotonic() + delay < deadline else None
 
     async def run_stream(
-        self, tenant_id: str, plan: Plan, budget: float, attempt: Attempt[AsyncIterator[T]]
+        self,
+        tenant_id: str,
+        plan: Plan,
+        budget: float,
+        attempt: Attempt[AsyncIterator[T]],
+        spend: Spend | None = None,
     ) -> tuple[AsyncIterator[T], Target]:
         """Like run, retrying and falling back only until the stream's first event has arrived.
+        The caller settles `spend` when the stream ends.
 
         The stream keeps its concurrency slot until it ends, however it ends (a stream is a
         call in flight for all of its life), or until it is dropped without being read.
@@ -356,7 +433,7 @@ class PolicyEngine:
             return first, stream
 
         (first, stream), target, release, trial = await self._run(
-            tenant_id, plan, budget, first_event, hold_slot=True
+            tenant_id, plan, budget, first_event, hold_slot=True, spend=spend
         )
         key = f"{tenant_id}/{target.credential}"
 

@@ -125,6 +125,11 @@ class RateLimiter:
     def shared(self) -> bool:
         return self._redis is not None
 
+    @property
+    def client(self) -> Any | None:
+        """The Redis client (None: in-process); the budget ledger shares it."""
+        return self._redis
+
     async def _apply(self, key: str, limit: int, cost: int, check_only: bool) -> Verdict:
         if self._script is None:
             return self._local.apply(key, limit, cost, check_only)

@@ -122,6 +122,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Telephony: the campaign is not one of this tenant's."""
     ERROR_REASON_CAMPAIGN_ENDED: _ErrorReason.ValueType  # 35
     """The campaign was canceled or has completed: it cannot be paused or resumed."""
+    ERROR_REASON_BUDGET_EXCEEDED: _ErrorReason.ValueType  # 36
+    """A spend cap (budget) would be passed by this call; no provider was called.
+    metadata["scope"] (tenant, credential, token), ["id"], ["period"] (day, month, UTC)
+    and ["unit"] (tokens, money) name the budget; RetryInfo says when its period ends.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason (without the
@@ -204,6 +209,11 @@ ERROR_REASON_CAMPAIGN_NOT_FOUND: ErrorReason.ValueType  # 34
 """Telephony: the campaign is not one of this tenant's."""
 ERROR_REASON_CAMPAIGN_ENDED: ErrorReason.ValueType  # 35
 """The campaign was canceled or has completed: it cannot be paused or resumed."""
+ERROR_REASON_BUDGET_EXCEEDED: ErrorReason.ValueType  # 36
+"""A spend cap (budget) would be passed by this call; no provider was called.
+metadata["scope"] (tenant, credential, token), ["id"], ["period"] (day, month, UTC)
+and ["unit"] (tokens, money) name the budget; RetryInfo says when its period ends.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 ALLOWED_SCOPES_FIELD_NUMBER: _builtins.int
