@@ -304,7 +304,7 @@ def test_the_chatbot_component_runs_a_declared_command(rendered: dict[str, list[
 def test_milvus_replaces_the_chatbots_lite_file(rendered: dict[str, list[dict[str, Any]]]) -> None:
     config = find(rendered["with-components"], "ConfigMap", "integration-hub-chatbot")["data"]
     service = find(rendered["with-components"], "Service", "integration-hub-milvus")
-    assert config["CHATBOT_VECTOR_URI"] == f"http://{service['metadata']['name']}:19530"
+    assert config["CHATBOT_VECTORS_URI"] == f"http://{service['metadata']['name']}:19530"
 
 
 # --- against a running hub -----------------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -367,3 +369,42 @@ async def test_an_interrupted_ingestion_resumes_after_a_restart(env: Env, tmp_pa
     done = (await env.stub.GetIngestionTask(pb.GetIngestionTaskRequest(id=task.id), metadata=env.acme())).task
     assert done.state == pb.TASK_STATE_SUCCEEDED
     assert done.chunks_written >= 2
+
+
+async def test_the_command_line_creates_ingests_a_folder_and_asks(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "policies").mkdir(parents=True)
+    (folder / "policies" / "handbook.md").write_text(HANDBOOK)
+    (folder / "faq.csv").write_bytes(faq_csv())
+    (folder / "notes.bin").write_bytes(b"\x00\x01")  # not a document kind: left out
+    base = [sys.executable, "-m", "chatbot.cli", "--target", f"127.0.0.1:{env.chatbot.grpc_port}"]
+    environ = {**os.environ, "HUB_TOKEN": env.hut.tokens.admin}
+
+    async def run(*args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            *base, *args, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    bot_id = (
+        await run(
+            "bot",
+            "create",
+            "Docs",
+            "--purpose",
+            "hr",
+            "--chat",
+            "openai/gpt-4o-mini",
+            "--embed",
+            "local/all-MiniLM-L6-v2",
+        )
+    ).strip()
+    assert bot_id.startswith("bot_")
+    ingested = await run("ingest", bot_id, str(folder))
+    assert ingested.count("succeeded") == 2, ingested
+    env.upstream.script(ChatReply(text="You get 25 days [1]."))
+    answer = await run("ask", bot_id, "How many days of annual leave do I get?")
+    assert answer.startswith("You get 25 days [1].")
+    assert "[1] policies/handbook.md" in answer
