@@ -98,6 +98,12 @@ async def _next_event(
         return None
     except TimeoutError:
         raise _deadline_passed(timeout) from None
+    except anthropic.APIConnectionError as exc:
+        # Since anthropic 2.17 a body that breaks off mid-stream comes wrapped (it used to be
+        # the transport error itself): either way it is the stream breaking, not a connect.
+        if isinstance(exc.__cause__, httpx2.TransportError):
+            raise transport_error(exc.__cause__) from None
+        raise caller_error(exc) from None
     except anthropic.APIError as exc:  # includes an `error` event sent mid-stream
         raise caller_error(exc) from None
     except httpx2.TransportError as exc:
