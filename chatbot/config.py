@@ -8,6 +8,7 @@ CHATBOT_VECTORS_URI       a Milvus Lite file (default .chatbot/vectors.db) or ht
 CHATBOT_HOST              the address to serve on (default 127.0.0.1)
 CHATBOT_GRPC_PORT         ChatbotService (default 9014; 0 picks a free port)
 CHATBOT_HTTP_PORT         the HTTP API and the web chat page (default 9015; 0 picks one)
+CHATBOT_HYBRID_SEARCH     1: fuse BM25 with the dense search (default 0; see chatbot.retrieval)
 CHATBOT_FETCH_ALLOW       networks a website source may be fetched from despite being private or
                           loopback, comma-separated CIDRs (default none: only public addresses)
 """
@@ -34,6 +35,7 @@ class Settings:
     grpc_port: int = 9014
     http_port: int = 9015
     fetch_allow: str = ""
+    hybrid_search: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,6 +51,7 @@ class Settings:
             grpc_port=_port(env, "CHATBOT_GRPC_PORT", defaults.grpc_port),
             http_port=_port(env, "CHATBOT_HTTP_PORT", defaults.http_port),
             fetch_allow=env.get("CHATBOT_FETCH_ALLOW", ""),
+            hybrid_search=_flag(env, "CHATBOT_HYBRID_SEARCH"),
         )
         try:
             parse_allow_list(settings.fetch_allow)  # a bad CIDR is refused at start, named

@@ -84,7 +84,7 @@ class Chatbot:
         answerer = Answerer(
             bots,
             history,
-            HubRetriever(hubs, vectors, catalog),
+            HubRetriever(hubs, vectors, catalog, hybrid=settings.hybrid_search),
             HubChat(hubs),
             lambda text: counter.count([text])[0],
         )

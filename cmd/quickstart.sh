@@ -7,7 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[all]'
+# The runtime lock (every provider SDK and the chatbot layer, hash-pinned; torch is its CPU build),
+# then the project itself without resolving anything more.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r lock/runtime.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 hub=.venv/bin/integration-hub
 
 mkdir -p -m 0700 .hub

@@ -50,7 +50,7 @@ async def test_a_bot_gets_defaults_and_round_trips(db: Database) -> None:
     created = await bots.create("acme", a_bot())
     assert created.id.startswith("bot_")
     assert (created.top_k, created.retention_days, created.history_token_budget) == (5, 90, 2000)
-    assert created.score_threshold == pytest.approx(0.3)
+    assert created.score_threshold == pytest.approx(0.25)
     assert await bots.get("acme", created.id) == created
 
 
