@@ -2,6 +2,7 @@
 
 - GET  /                           the web chat page (chatbot/web/): pick a bot, ask, watch it stream
 - GET  /v1/bots                    the caller's bots
+- GET  /v1/bots/{id}/ingestion-tasks  one bot's ingestion tasks (the hub's admin console shows them)
 - POST /v1/bots/{id}:ask           {"question", "session_id"?} -> the answer with citations
 - POST /v1/bots/{id}:streamAsk     the same as server-sent events: `delta` events, then one `end`
 - GET  /healthz/, /readiness/      liveness; readiness checks the database
@@ -73,6 +74,7 @@ def http_app(parts: Parts, db: Database) -> web.Application:
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/v1/bots", _errors_as_json(api.list_bots))
+    app.router.add_get("/v1/bots/{bot_id}/ingestion-tasks", _errors_as_json(api.list_ingestion_tasks))
     app.router.add_post("/v1/bots/{bot_id}:ask", _errors_as_json(api.ask))
     app.router.add_post("/v1/bots/{bot_id}:streamAsk", api.stream_ask)
     app.router.add_get("/healthz/", _alive)
@@ -103,6 +105,15 @@ class _Api:
             caller.tenant, page_size=100, after=request.query.get("page_token", "")
         )
         return _json({"bots": [_dict(bot) for bot in bots], "next_page_token": token})
+
+    async def list_ingestion_tasks(self, request: web.Request) -> web.Response:
+        caller = await self._caller(request)
+        bot_id = request.match_info["bot_id"]
+        await self._p.bots.get(caller.tenant, bot_id)  # another tenant's bot is NOT_FOUND, as over gRPC
+        tasks, token = await self._p.tasks.page(
+            caller.tenant, bot_id, page_size=100, after=request.query.get("page_token", "")
+        )
+        return _json({"tasks": [_dict(task) for task in tasks], "next_page_token": token})
 
     async def ask(self, request: web.Request) -> web.Response:
         caller = await self._caller(request)

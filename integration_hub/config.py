@@ -42,6 +42,9 @@ class Settings:
     # base of the status-callback, answer and media URLs handed to them. Unset: the
     # TelephonyService refuses to place calls (FAILED_PRECONDITION naming this).
     public_url: str | None = None
+    # The chatbot layer's HTTP API (http://127.0.0.1:9015): the admin console's Chatbot page
+    # reads its bots and ingestion tasks through the hub (/console/chatbot/...). Unset: no page.
+    chatbot_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +66,7 @@ class Settings:
             tls_client_ca_file=_optional(env, "HUB_TLS_CLIENT_CA_FILE"),
             workers=_optional_positive_int(env, "HUB_WORKERS"),
             public_url=_public_url(env, "HUB_PUBLIC_URL"),
+            chatbot_url=_public_url(env, "HUB_CHATBOT_URL"),
         )
         settings.check()
         return settings

@@ -79,7 +79,9 @@ _CALLER_ERRORS: list[tuple[type[Exception], grpc.StatusCode, str]] = [
     (caller_errors.ProviderTimeout, grpc.StatusCode.DEADLINE_EXCEEDED, "PROVIDER_TIMEOUT"),
     (caller_errors.ProviderUnavailable, grpc.StatusCode.UNAVAILABLE, "PROVIDER_UNAVAILABLE"),
     (caller_errors.MissingExtra, grpc.StatusCode.FAILED_PRECONDITION, "PROVIDER_EXTRA_MISSING"),
-    (caller_errors.NotSupported, grpc.StatusCode.UNIMPLEMENTED, "CAPABILITY_NOT_SUPPORTED"),
+    # The credential's provider lacks the capability: the caller's choice of credential, so a
+    # client error (HTTP 400), not UNIMPLEMENTED (501): the hub has the RPC, this provider not.
+    (caller_errors.NotSupported, grpc.StatusCode.FAILED_PRECONDITION, "CAPABILITY_NOT_SUPPORTED"),
 ]
 
 

@@ -53,6 +53,7 @@ async def start_servers(hub: Hub, settings: Settings, *, worker_index: int | Non
         hub.readiness,
         max_request_bytes=settings.max_request_bytes,
         extra_routes=hub.openai.routes() + (hub.webhooks.routes() if hub.webhooks else []),
+        chatbot_url=settings.chatbot_url,
     )
     if worker_index is not None:
         _name_worker_in_responses(app, worker_index)

@@ -332,8 +332,19 @@ async def test_rerank_is_refused_cleanly_for_a_provider_without_it(hub_with_open
             pb.RerankRequest(credential="main", model="x", query="q", documents=["a"]),
             metadata=hut.auth(hut.tokens.invoke_only),
         )
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(caught.value)[0] == "CAPABILITY_NOT_SUPPORTED"
+    # Over REST the same refusal is a client error (400), not a server one (5xx).
+    body = {"credential": "main", "model": "x", "query": "q", "documents": ["a"]}
+    async with hut.http.post(
+        hut.http_base + "/v1/rerank", json=body, headers=hut.headers(hut.tokens.invoke_only)
+    ) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert (error["status"], error["details"][0]["reason"]) == (
+        "FAILED_PRECONDITION",
+        "CAPABILITY_NOT_SUPPORTED",
+    )
 
 
 # --- the OpenAI-compatible endpoint, with the openai SDK as the client ------------------------

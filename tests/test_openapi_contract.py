@@ -11,8 +11,9 @@ sometimes a seeded credential, call or campaign, or a valid value the schema can
 (a role, an E.164 number), and sometimes only the required fields, so that every operation
 also succeeds (the last test checks it) instead of stopping at "not found" or a 400.
 
-The checks are schemathesis' own, with one documented exception: a 501 whose reason is
-CAPABILITY_NOT_SUPPORTED (see no_server_fault). GET /v1/calls:watch is a stream that never
+The checks are schemathesis' own, not_a_server_error among them with no exception: any 5xx
+fails (a credential whose provider lacks the capability, e.g. rerank through an OpenAI key,
+is the client's choice, FAILED_PRECONDITION: a 400). GET /v1/calls:watch is a stream that never
 ends: schemathesis would wait for its end, so its cases are sent here with the same
 generated data, read for a bounded time, and checked by hand with the same rules
 (documented status, no 5xx, every line valid against the document).
@@ -38,7 +39,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import strategies as st
-from schemathesis import Case, Response
+from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import (
@@ -80,26 +81,7 @@ def _message(content: bytes) -> str:
         return "?"
 
 
-def no_server_fault(ctx: Any, response: Response, case: Case) -> bool | None:
-    """not_a_server_error, except for one documented 501 that is no fault of the hub.
-
-    CAPABILITY_NOT_SUPPORTED is the hub's UNIMPLEMENTED (HTTP 501, the google.rpc mapping)
-    for a credential whose provider lacks the capability (rerank through an OpenAI key):
-    the request's choice, documented as this operation's 501. Every other 5xx fails.
-    """
-    if response.status_code == 501 and _reason(response.content) == "CAPABILITY_NOT_SUPPORTED":
-        return None
-    return not_a_server_error(ctx, response, case)
-
-
-def _reason(content: bytes) -> str:
-    try:
-        return str(json.loads(content)["error"]["details"][0]["reason"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return ""
-
-
-CHECKS = [no_server_fault, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @dataclass

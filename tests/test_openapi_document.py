@@ -74,8 +74,11 @@ def test_operations_carry_their_parameters_bodies_and_errors(document: dict[str,
         "$ref": "#/components/schemas/Credential"
     }
     assert get_credential["x-hub-scopes"] == ["admin", "invoke"]
-    for status in ("400", "401", "403", "404", "409", "413", "429", "500", "501", "503", "504"):
+    for status in ("400", "401", "403", "404", "409", "413", "429", "500", "503", "504"):
         assert get_credential["responses"][status] == {"$ref": f"#/components/responses/{status}"}
+    # A provider without the capability is a 400 (FAILED_PRECONDITION); no operation answers 501.
+    assert "501" not in get_credential["responses"]
+    assert "501" not in document["components"]["responses"]
 
     usage = {p["name"]: p for p in document["paths"]["/v1/usage"]["get"]["parameters"]}
     assert set(usage) == {"start_time", "end_time", "group_by", "credential", "model", "provider"}

@@ -26,6 +26,7 @@ from integration_hub import console, metrics
 from integration_hub.dispatch import Dispatcher, new_request_id, to_hub_error
 from integration_hub.errors import ERROR_DOMAIN, HubError
 from integration_hub.http import openai_wire
+from integration_hub.http.chatbot_proxy import ChatbotProxy
 from integration_hub.http.openapi import document_bytes
 from integration_hub.http.transcoder import (
     Binding,
@@ -305,6 +306,7 @@ def build_http_app(
     *,
     max_request_bytes: int,
     extra_routes: Sequence[web.RouteDef] = (),
+    chatbot_url: str | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes, middlewares=[_framework_errors])
     app[MAX_REQUEST_BYTES] = max_request_bytes
@@ -351,5 +353,10 @@ def build_http_app(
 
     app.router.add_route("*", "/v1/{tail:.*}", transcoded)
     app.add_routes(extra_routes)
+    # The console's Chatbot page reads through this (HUB_CHATBOT_URL); before console.routes(),
+    # whose /console/{name} would otherwise take these paths.
+    chatbot = ChatbotProxy(chatbot_url, error_response)
+    app.add_routes(chatbot.routes())
+    app.on_cleanup.append(chatbot.close)
     app.add_routes(console.routes())  # the admin console's static pages (integration_hub/console/)
     return app

@@ -88,9 +88,14 @@ the ErrorReason enum) plus a RetryInfo when a retry is worth it.
 
 # The error statuses every operation documents, with what they mean. Which ones an
 # operation really answers depends on its service code; these are the hub's whole map
-# (integration_hub/errors.py), minus OK and 499 (a client that hung up sees nothing).
+# (integration_hub/errors.py), minus OK, 499 (a client that hung up sees nothing) and 501:
+# UNIMPLEMENTED is only a method a path does not take (ROUTE_NOT_FOUND), never a documented
+# operation's answer; a provider without the capability is FAILED_PRECONDITION, a 400.
 _ERRORS: dict[str, str] = {
-    "400": "The request is invalid (INVALID_FIELD names the field), or a precondition failed.",
+    "400": (
+        "The request is invalid (INVALID_FIELD names the field), or a precondition failed"
+        " (CAPABILITY_NOT_SUPPORTED: the credential's provider does not offer this capability)."
+    ),
     "401": "The hub token is missing or invalid, or the provider rejected the credential.",
     "403": "The token lacks the scope, or the provider refused the call.",
     "404": "No such credential, call, campaign, route or provider resource.",
@@ -98,7 +103,6 @@ _ERRORS: dict[str, str] = {
     "413": "The request body is larger than the hub accepts.",
     "429": "A rate limit (the hub's or the provider's) or a full queue; RetryInfo says when to retry.",
     "500": "An unexpected fault in the hub; the request id leads to its logs.",
-    "501": "The provider does not offer, or the hub does not implement, this capability.",
     "503": "The hub's store, or the provider, is unavailable; or every target's breaker is open.",
     "504": "The provider, or the call's deadline (X-Timeout), ran out of time.",
 }

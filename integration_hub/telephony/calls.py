@@ -296,38 +296,18 @@ class TelephonyCalls(ProviderCalls):
     async def provider_state(self, call: CallContext, row: CallRow, timeout: float) -> t.CallState:
         """The call as its provider has it now (reconcile.py asks this of silent calls):
         the caller's get_call, through the policy engine like any provider call."""
-        timing, record = Timing(started=call.started), self._start(call, "get_call", "")
-        error: BaseException | None = None
 
         async def invoke(caller: Any, options: dict[str, str], secret: Any, _: str, budget: float) -> Any:
             return await caller.get_call(secret, options, row.provider_call_id, timeout=budget)
 
-        try:
-            state, _ = await self._unary(
-                call,
-                row.credential_id,
-                "",
-                Capability.TELEPHONY,
-                record,
-                timing,
-                timeout,
-                invoke,
-                model_required=False,
-            )
-            return state  # type: ignore[no-any-return]
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish(record, timing, error)
+        state: t.CallState = await self._ask_provider(call, row, "get_call", invoke, timeout)
+        return state
 
     async def provider_calls_like(
         self, call: CallContext, row: CallRow, window: timedelta, timeout: float
     ) -> Sequence[t.CallState]:
         """The provider's calls to and from the row's numbers created within `window` of
         the row: whether a call whose place answer was lost was placed at all."""
-        timing, record = Timing(started=call.started), self._start(call, "find_calls", "")
-        error: BaseException | None = None
         request = t.FindCallsRequest(
             to=row.to_number,
             from_=row.from_number,
@@ -338,8 +318,18 @@ class TelephonyCalls(ProviderCalls):
         async def invoke(caller: Any, options: dict[str, str], secret: Any, _: str, budget: float) -> Any:
             return await caller.find_calls(secret, options, request, timeout=budget)
 
+        found: Sequence[t.CallState] = await self._ask_provider(call, row, "find_calls", invoke, timeout)
+        return found
+
+    async def _ask_provider(
+        self, call: CallContext, row: CallRow, operation: str, invoke: Any, timeout: float
+    ) -> Any:
+        """One read of the provider's call records through the policy engine, recorded like
+        any provider call."""
+        timing, record = Timing(started=call.started), self._start(call, operation, "")
+        error: BaseException | None = None
         try:
-            found, _ = await self._unary(
+            answer, _ = await self._unary(
                 call,
                 row.credential_id,
                 "",
@@ -350,7 +340,7 @@ class TelephonyCalls(ProviderCalls):
                 invoke,
                 model_required=False,
             )
-            return found  # type: ignore[no-any-return]
+            return answer
         except BaseException as exc:
             error = exc
             raise

@@ -10,7 +10,7 @@ the limits (calls_per_second over 0 and at most 100, default 1; max_concurrent_c
 1000, default 10), retry (on: busy, no-answer, failed; max_attempts 1 to 10, default 1;
 delay 0 to 7 days) and the calling window (an IANA zone, "HH:MM" start and end, end
 "24:00" allowed, end before start spans midnight). Then the credential (NOT_FOUND, or
-UNIMPLEMENTED for one that cannot place calls) and HUB_PUBLIC_URL (FAILED_PRECONDITION),
+FAILED_PRECONDITION for one that cannot place calls) and HUB_PUBLIC_URL (FAILED_PRECONDITION),
 as PlaceCall does. The campaign and all its rows (at most 100,000, within
 HUB_MAX_REQUEST_BYTES: 100,000 rows with a short variable or two are some 3 to 5 MB) are
 stored in one transaction. Numbers may repeat: rows are rows.

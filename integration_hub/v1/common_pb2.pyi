@@ -127,6 +127,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     metadata["scope"] (tenant, credential, token), ["id"], ["period"] (day, month, UTC)
     and ["unit"] (tokens, money) name the budget; RetryInfo says when its period ends.
     """
+    ERROR_REASON_CHATBOT_NOT_CONFIGURED: _ErrorReason.ValueType  # 37
+    """The admin console's chatbot page: no chatbot layer is configured (HUB_CHATBOT_URL)."""
+    ERROR_REASON_NOT_A_CHATBOT_PATH: _ErrorReason.ValueType  # 38
+    """The admin console forwards only its two chatbot reads; this path is not one of them."""
+    ERROR_REASON_CHATBOT_UNAVAILABLE: _ErrorReason.ValueType  # 39
+    """The chatbot layer behind the console did not answer (down, or too slow)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The stable reasons carried in google.rpc.ErrorInfo.reason (without the
@@ -214,6 +220,12 @@ ERROR_REASON_BUDGET_EXCEEDED: ErrorReason.ValueType  # 36
 metadata["scope"] (tenant, credential, token), ["id"], ["period"] (day, month, UTC)
 and ["unit"] (tokens, money) name the budget; RetryInfo says when its period ends.
 """
+ERROR_REASON_CHATBOT_NOT_CONFIGURED: ErrorReason.ValueType  # 37
+"""The admin console's chatbot page: no chatbot layer is configured (HUB_CHATBOT_URL)."""
+ERROR_REASON_NOT_A_CHATBOT_PATH: ErrorReason.ValueType  # 38
+"""The admin console forwards only its two chatbot reads; this path is not one of them."""
+ERROR_REASON_CHATBOT_UNAVAILABLE: ErrorReason.ValueType  # 39
+"""The chatbot layer behind the console did not answer (down, or too slow)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 ALLOWED_SCOPES_FIELD_NUMBER: _builtins.int

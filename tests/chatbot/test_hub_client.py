@@ -305,7 +305,10 @@ async def test_list_voices(env: Env) -> None:
     assert all(voice.id and voice.name for voice in voices)
     with pytest.raises(HubCallError) as caught:
         await env.client.list_voices("local")
-    assert caught.value.reason == "CAPABILITY_NOT_SUPPORTED"
+    assert (caught.value.code, caught.value.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CAPABILITY_NOT_SUPPORTED",
+    )
 
 
 async def test_audio_format_names_are_checked() -> None:

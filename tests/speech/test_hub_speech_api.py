@@ -222,7 +222,7 @@ async def test_live_transcription_is_refused_for_a_provider_without_it(hub: HubU
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         async for _ in stub(hub).StreamTranscribe(requests(), metadata=hub.auth(hub.tokens.invoke_only)):
             pass
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "stream_stt" in raised.value.details()
 
 

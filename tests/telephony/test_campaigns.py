@@ -484,7 +484,10 @@ async def test_too_many_rows_and_credentials_that_cannot_call(phone: CampaignHub
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await phone.stub.CreateCampaign(request, metadata=phone.auth)
     assert caught.value.details().startswith("rows: at most 100000")
-    for credential, code in (("nope", grpc.StatusCode.NOT_FOUND), ("llm", grpc.StatusCode.UNIMPLEMENTED)):
+    for credential, code in (
+        ("nope", grpc.StatusCode.NOT_FOUND),
+        ("llm", grpc.StatusCode.FAILED_PRECONDITION),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await phone.stub.CreateCampaign(campaign_request(1, credential=credential), metadata=phone.auth)
         assert caught.value.code() == code

@@ -325,7 +325,7 @@ async def test_hangup_of_a_live_call_is_not_supported_and_says_so(
     assert await exotel.send_status(call.provider_call_id, CallStatus.RINGING) == 200
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub(hub.channel).HangupCall(pb.HangupCallRequest(call_id=call.id), metadata=invoke(hub))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "CAPABILITY_NOT_SUPPORTED"
     details = caught.value.details() or ""
     assert "exotel" in details

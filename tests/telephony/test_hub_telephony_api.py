@@ -126,7 +126,7 @@ async def test_credentials_that_cannot_call(phone_hub: HubUnderTest) -> None:
     missing = await place_error(phone_hub, say(credential="nope"))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     llm = await place_error(phone_hub, say(credential="llm"))
-    assert llm.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert llm.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "telephony" in llm.details()
     with pytest.raises(grpc.aio.AioRpcError) as other:
         await stub(phone_hub).PlaceCall(say(), metadata=phone_hub.auth(phone_hub.tokens.other_tenant))

@@ -2,6 +2,7 @@
 // and the notices every page shows its outcomes in.
 import { ApiError, call, session } from "./api.js";
 import { clear, el, field } from "./dom.js";
+import chatbot from "./pages/chatbot.js";
 import credentials from "./pages/credentials.js";
 import errors from "./pages/errors.js";
 import keyring from "./pages/keyring.js";
@@ -9,7 +10,9 @@ import policy from "./pages/policy.js";
 import tokens from "./pages/tokens.js";
 import usage from "./pages/usage.js";
 
-const PAGES = { credentials, tokens, policy, usage, errors, keyring };
+const HUB_PAGES = { credentials, tokens, policy, usage, errors, keyring };
+// The pages of this sign-in: the hub's, and Chatbot when the hub has a chatbot (hasChatbot).
+let PAGES = HUB_PAGES;
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const who = document.getElementById("who");
@@ -61,7 +64,7 @@ function showSignIn(message = "") {
     try {
       const me = await identify(input.value.trim());
       session.token = input.value.trim();
-      start(me);
+      await start(me);
     } catch (failure) {
       problem.textContent = failure instanceof ApiError ? `Sign-in refused: ${failure.message}` : failure.message;
     }
@@ -82,8 +85,20 @@ function showSignIn(message = "") {
 // Who signed in (/v1/whoami): the tenant, and the token id the console runs with.
 let current = null;
 
-function start(me) {
+// Without HUB_CHATBOT_URL the hub answers its /console/chatbot/ paths 404; any other answer
+// (even the chatbot being down) shows the page, which then says what is wrong.
+async function hasChatbot(token) {
+  try {
+    await call("GET", "/console/chatbot/v1/bots", undefined, token);
+    return true;
+  } catch (failure) {
+    return !(failure instanceof ApiError && failure.httpStatus === 404);
+  }
+}
+
+async function start(me) {
   current = me;
+  PAGES = (await hasChatbot(session.token)) ? { ...HUB_PAGES, chatbot } : HUB_PAGES;
   who.textContent = `tenant ${me.tenant_id}`;
   who.dataset.tenant = me.tenant_id;
   signOutButton.hidden = false;
@@ -133,7 +148,7 @@ window.addEventListener("hashchange", () => {
 async function boot() {
   if (!session.token) return showSignIn();
   try {
-    start(await identify(session.token));
+    await start(await identify(session.token));
   } catch (failure) {
     signOut(failure.message);
   }
